@@ -1,0 +1,65 @@
+/**
+ * One catalogue of error codes, as distribution's errcode/register.go: each code with its HTTP
+ * status and message. Call sites throw `OciError`; `errorResponse` writes the envelope
+ * `{"errors":[{"code","message","detail"}]}`.
+ * https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes
+ */
+export const errorCodes = {
+  BLOB_UNKNOWN: { status: 404, message: "blob unknown to registry" },
+  BLOB_UPLOAD_INVALID: { status: 404, message: "blob upload invalid" },
+  BLOB_UPLOAD_UNKNOWN: { status: 404, message: "blob upload unknown to registry" },
+  DIGEST_INVALID: { status: 400, message: "provided digest did not match uploaded content" },
+  MANIFEST_BLOB_UNKNOWN: { status: 400, message: "manifest references a manifest or blob unknown to registry" },
+  MANIFEST_INVALID: { status: 400, message: "manifest invalid" },
+  MANIFEST_UNKNOWN: { status: 404, message: "manifest unknown to registry" },
+  NAME_INVALID: { status: 400, message: "invalid repository name" },
+  NAME_UNKNOWN: { status: 404, message: "repository name not known to registry" },
+  SIZE_INVALID: { status: 400, message: "provided length did not match content length" },
+  UNAUTHORIZED: { status: 401, message: "authentication required" },
+  DENIED: { status: 403, message: "requested access to the resource is denied" },
+  UNSUPPORTED: { status: 405, message: "the operation is unsupported" },
+  TOOMANYREQUESTS: { status: 429, message: "too many requests" },
+  RANGE_INVALID: { status: 416, message: "requested range not satisfiable" },
+  NOT_FOUND: { status: 404, message: "not found" },
+  UNKNOWN: { status: 500, message: "unknown error" },
+  UNAVAILABLE: { status: 503, message: "service unavailable" },
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export class OciError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: unknown;
+  readonly headers: Record<string, string>;
+  constructor(code: ErrorCode, detail?: unknown, headers: Record<string, string> = {}) {
+    super(`${code}: ${errorCodes[code].message}`);
+    this.name = "OciError";
+    this.code = code;
+    this.detail = detail ?? null;
+    this.headers = headers;
+  }
+  get status(): number {
+    return errorCodes[this.code].status;
+  }
+}
+
+export function errorBody(code: ErrorCode, detail: unknown = null, message: string = errorCodes[code].message): string {
+  return JSON.stringify({ errors: [{ code, message, detail }] });
+}
+
+/** The spec envelope for an error. `HEAD` gets the same status and headers, and no body. */
+export function errorResponse(err: OciError, method = "GET"): Response {
+  const body = errorBody(err.code, err.detail);
+  const headers = new Headers(err.headers);
+  headers.set("Content-Type", "application/json; charset=utf-8");
+  headers.set("Content-Length", String(new TextEncoder().encode(body).byteLength));
+  return new Response(method === "HEAD" ? null : body, { status: err.status, headers });
+}
+
+/** Archive-level problem: the file is broken. Affects only the images in that file. */
+export class ArchiveError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ArchiveError";
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The registry reaches storage only through this interface. Adapters implement it on real
+ * disks (Node, Deno); `memory-fs.ts` implements it in memory for tests.
+ *
+ * Paths are relative, `/`-separated and never start with `/` or contain `..`: every
+ * implementation is rooted at a folder (`--dir`, `--cache-dir`) and resolves paths under it.
+ * "Not there" is `undefined`, never an exception; other failures (permissions, I/O) throw.
+ */
+
+export interface FileInfo {
+  kind: "file" | "directory" | "other";
+  size: number;
+  /** Modification time in milliseconds since the epoch. */
+  mtimeMs: number;
+  /** Identity of the underlying file (for example `dev:ino`): changes when a file is replaced by rename. */
+  id: string;
+}
+
+export interface StreamOptions {
+  /**
+   * When given, the implementation checks after opening that the file is still this one
+   * (same id, size and mtime) and answers `undefined` if not, so that a replaced file is
+   * never served under an old index.
+   */
+  expect?: FileInfo;
+}
+
+export interface FileSystem {
+  /** Names of the entries of a folder (no `.` or `..`), in no particular order. */
+  list(path: string): Promise<string[] | undefined>;
+  stat(path: string): Promise<FileInfo | undefined>;
+  /**
+   * Up to `length` bytes from `offset`. Shorter only at the end of the file.
+   * `undefined` when the file does not exist.
+   */
+  read(path: string, offset: number, length: number): Promise<Uint8Array | undefined>;
+  /**
+   * Bytes `start` (inclusive) to `end` (exclusive) as a stream. The stream errors if the file
+   * ends before `end` (truncated in place), and releases the file when it ends, errors or is
+   * cancelled.
+   */
+  stream(path: string, start: number, end: number, options?: StreamOptions): Promise<ReadableStream<Uint8Array> | undefined>;
+}
+
+/** A FileSystem the registry may also write to: the blob cache for gzip-compressed archives. */
+export interface WritableFileSystem extends FileSystem {
+  /**
+   * Writes the stream to `path` atomically (a temporary file renamed into place, creating parent
+   * folders). If the stream errors, nothing is left at `path` and the error is rethrown.
+   */
+  write(path: string, data: ReadableStream<Uint8Array>): Promise<void>;
+  /** Removes a file; a missing file is not an error. */
+  remove(path: string): Promise<void>;
+}
+
+export function joinPath(...parts: string[]): string {
+  return parts.filter((p) => p !== "" && p !== ".").join("/");
+}
+
+export function dirname(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "" : path.slice(0, i);
+}
+
+export function basename(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
