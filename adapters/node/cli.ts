@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+/** `simple-oci-registry`: parse flags and environment, check the folder, serve, stop cleanly. */
+import { readdir, stat } from "node:fs/promises";
+import { parseArgs, UsageError } from "../shared/options.ts";
+import { jsonLogger } from "../shared/logger.ts";
+import { serve } from "./server.ts";
+
+async function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs(process.argv.slice(2), process.env);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`simple-oci-registry: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (parsed.kind !== "run") {
+    process.stdout.write(`${parsed.text}\n`);
+    return 0;
+  }
+  const { options } = parsed;
+  const dirInfo = await stat(options.dir).catch((e: NodeJS.ErrnoException) => e);
+  if (dirInfo instanceof Error || !dirInfo.isDirectory()) {
+    const reason = dirInfo instanceof Error ? (dirInfo.code === "ENOENT" ? "does not exist" : dirInfo.message) : "is not a folder";
+    process.stderr.write(`simple-oci-registry: --dir ${options.dir} ${reason}\n`);
+    return 1;
+  }
+  try {
+    await readdir(options.dir);
+  } catch (e) {
+    process.stderr.write(`simple-oci-registry: --dir ${options.dir} is not readable: ${(e as Error).message}\n`);
+    return 1;
+  }
+
+  const logger = jsonLogger(options.logLevel, (line) => process.stderr.write(`${line}\n`));
+  let running;
+  try {
+    running = await serve(options, logger);
+  } catch (e) {
+    process.stderr.write(`simple-oci-registry: cannot listen on ${options.host}:${options.port}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  logger.info("listening", { url: running.url, dir: options.dir });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info("shutting down", { signal, graceMs: options.shutdownGraceMs });
+      running.close().then(() => {
+        logger.info("stopped");
+        resolve(0);
+      });
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+process.on("uncaughtException", (e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "uncaught exception", error: String(e?.stack ?? e) })}\n`));
+process.on("unhandledRejection", (e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "unhandled rejection", error: String((e as Error)?.stack ?? e) })}\n`));
+
+main().then((code) => process.exit(code));

@@ -1,0 +1,3 @@
+export { nodeFileSystem, type NodeFileSystemOptions } from "./fs.ts";
+export { nodeHasher } from "./hash.ts";
+export { serve, defaultCacheDir, type RunningServer } from "./server.ts";

@@ -1,0 +1,84 @@
+/**
+ * Binds the core fetch handler to node:http through @whatwg-node/server, with an access log
+ * line per request and a graceful shutdown.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServerAdapter } from "@whatwg-node/server";
+import type { Logger } from "../../core/log.ts";
+import { createRegistry, type Registry } from "../../core/registry.ts";
+import type { ServerOptions } from "../shared/options.ts";
+import { nodeFileSystem } from "./fs.ts";
+import { nodeHasher } from "./hash.ts";
+
+export interface RunningServer {
+  server: Server;
+  registry: Registry;
+  url: string;
+  /** Stop accepting, let in-flight requests finish within `graceMs`, then close the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function defaultCacheDir(): string {
+  return join(tmpdir(), "simple-oci-registry-cache");
+}
+
+export async function serve(options: ServerOptions, logger: Logger): Promise<RunningServer> {
+  const registry = createRegistry({
+    images: nodeFileSystem(options.dir),
+    cache: nodeFileSystem(options.cacheDir ?? defaultCacheDir(), { writable: true }),
+    logger,
+    createHasher: nodeHasher,
+    rescanIntervalMs: options.rescanIntervalMs,
+  });
+  const adapter = createServerAdapter((request: Request) => registry.fetch(request));
+  const inFlight = new Set<ServerResponse>();
+
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const started = performance.now();
+    inFlight.add(res);
+    let finished = false;
+    res.on("finish", () => (finished = true));
+    res.on("close", () => {
+      inFlight.delete(res);
+      const length = Number(res.getHeader("content-length") ?? 0);
+      logger.info("request", {
+        method: req.method,
+        path: req.url,
+        status: res.statusCode,
+        bytes: req.method === "HEAD" ? 0 : length,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+        remote: req.socket.remoteAddress,
+        ...(finished ? {} : { aborted: true }),
+      });
+    });
+    adapter(req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : options.port;
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  const url = `http://${host}:${port}`;
+
+  const close = async (graceMs = options.shutdownGraceMs) => {
+    registry.close();
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const timer = setTimeout(() => {
+      if (inFlight.size) logger.warn("shutdown grace period over, closing connections", { inFlight: inFlight.size });
+      server.closeAllConnections();
+    }, graceMs);
+    await closed;
+    clearTimeout(timer);
+  };
+  return { server, registry, url, close };
+}

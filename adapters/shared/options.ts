@@ -1,0 +1,116 @@
+/**
+ * Command-line flags and environment variables, shared by the Node and Deno adapters so both
+ * accept exactly the same options. Runtime-free: adapters pass argv and the environment in.
+ */
+export const VERSION = "0.1.0";
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export const LOG_LEVELS: LogLevel[] = ["debug", "info", "warn", "error"];
+
+export interface ServerOptions {
+  dir: string;
+  port: number;
+  host: string;
+  /** `undefined`: the adapter picks a folder under the OS temp dir. */
+  cacheDir?: string;
+  rescanIntervalMs: number;
+  logLevel: LogLevel;
+  shutdownGraceMs: number;
+}
+
+interface FlagSpec {
+  env: string;
+  help: string;
+  default?: string;
+  boolean?: boolean;
+}
+
+/** Every flag, its environment variable and its help line. */
+export const FLAGS: Record<string, FlagSpec> = {
+  dir: { env: "SIMPLE_OCI_REGISTRY_DIR", help: "folder of .oci archives to serve (required)" },
+  port: { env: "SIMPLE_OCI_REGISTRY_PORT", default: "5000", help: "TCP port to listen on" },
+  host: { env: "SIMPLE_OCI_REGISTRY_HOST", default: "0.0.0.0", help: "address to listen on" },
+  "cache-dir": { env: "SIMPLE_OCI_REGISTRY_CACHE_DIR", help: "where gzip-compressed archives are unpacked (default: <tmp>/simple-oci-registry-cache)" },
+  "rescan-interval": { env: "SIMPLE_OCI_REGISTRY_RESCAN_INTERVAL", default: "10m", help: "revalidate every cached listing and archive this often (e.g. 30s, 10m, 1h; 0 = never)" },
+  "log-level": { env: "SIMPLE_OCI_REGISTRY_LOG_LEVEL", default: "info", help: "debug, info, warn or error" },
+  "shutdown-grace": { env: "SIMPLE_OCI_REGISTRY_SHUTDOWN_GRACE", default: "30s", help: "on SIGTERM/SIGINT, how long in-flight downloads may take to finish" },
+  help: { env: "", boolean: true, help: "show this help" },
+  version: { env: "", boolean: true, help: "show the version" },
+};
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds. */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new UsageError(`--${flag}: "${value}" is not a duration (use e.g. 30s, 10m, 1h)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
+  return Math.round(Number(m[1]) * unit);
+}
+
+export type ParsedArgs = { kind: "help"; text: string } | { kind: "version"; text: string } | { kind: "run"; options: ServerOptions };
+
+export function helpText(command = "simple-oci-registry"): string {
+  const lines = [`Usage: ${command} --dir DIR [options]`, "", "Serves the images in DIR's .oci archives over the OCI Distribution (pull) API.", "", "Options:"];
+  for (const [name, spec] of Object.entries(FLAGS)) {
+    const flag = spec.boolean ? `--${name}` : `--${name} VALUE`;
+    const extra = [spec.default !== undefined ? `default ${spec.default}` : "", spec.env ? `env ${spec.env}` : ""].filter(Boolean).join("; ");
+    lines.push(`  ${flag.padEnd(26)} ${spec.help}${extra ? ` (${extra})` : ""}`);
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Parses argv (without the runtime and script) and the environment. Flags win over the
+ * environment, which wins over defaults. Throws UsageError with a one-line reason.
+ */
+export function parseArgs(argv: string[], env: Record<string, string | undefined>): ParsedArgs {
+  const values: Record<string, string> = {};
+  const flags = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument "${arg}" (see --help)`);
+    const eq = arg.indexOf("=");
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const spec = FLAGS[name];
+    if (!spec) throw new UsageError(`unknown option --${name} (see --help)`);
+    if (spec.boolean) {
+      flags.add(name);
+      continue;
+    }
+    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new UsageError(`--${name} needs a value`);
+    values[name] = value;
+  }
+  if (flags.has("help")) return { kind: "help", text: helpText() };
+  if (flags.has("version")) return { kind: "version", text: VERSION };
+  const get = (name: string): string | undefined => {
+    const spec = FLAGS[name];
+    const fromEnv = spec.env ? env[spec.env] : undefined;
+    return values[name] ?? (fromEnv !== undefined && fromEnv !== "" ? fromEnv : spec.default);
+  };
+  const dir = get("dir");
+  if (!dir) throw new UsageError("--dir is required: the folder of .oci archives to serve");
+  const portText = get("port")!;
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) throw new UsageError(`--port: "${portText}" is not a port number`);
+  const logLevel = get("log-level") as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  return {
+    kind: "run",
+    options: {
+      dir,
+      port,
+      host: get("host")!,
+      cacheDir: get("cache-dir"),
+      rescanIntervalMs: parseDuration(get("rescan-interval")!, "rescan-interval"),
+      logLevel,
+      shutdownGraceMs: parseDuration(get("shutdown-grace")!, "shutdown-grace"),
+    },
+  };
+}

@@ -1,0 +1,211 @@
+/**
+ * Opens archives: reads a plain tar's headers (never its blobs) or streams a gzipped tar once
+ * into the blob cache, then loads its layout. One index per archive version: concurrent
+ * requests share one indexing (single-flight), and a file replaced or changed in place
+ * (other id, size or mtime) is indexed afresh.
+ */
+import { ArchiveError } from "./errors.ts";
+import type { FileInfo, FileSystem, WritableFileSystem } from "./fs.ts";
+import { ingestGzipTar, isGzip } from "./gzip.ts";
+import type { HasherFactory } from "./hash.ts";
+import { type BlobLocation, defaultLayoutLimits, type Layout, type LayoutLimits, loadLayout } from "./layout.ts";
+import type { Logger } from "./log.ts";
+import { indexTar, type TarEntry } from "./tar.ts";
+
+export interface Archive extends Layout {
+  path: string;
+  info: FileInfo;
+  format: "tar" | "tar+gzip";
+}
+
+export interface BrokenArchive {
+  path: string;
+  info: FileInfo;
+  error: string;
+}
+
+export type OpenedArchive = Archive | BrokenArchive;
+
+export function isBroken(a: OpenedArchive): a is BrokenArchive {
+  return "error" in a;
+}
+
+export function sameFile(a: FileInfo, b: FileInfo): boolean {
+  return a.id === b.id && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+export interface ArchiveLimits extends LayoutLimits {
+  maxEntries: number;
+  maxDecompressedBytes: number;
+}
+
+export const defaultArchiveLimits: ArchiveLimits = {
+  ...defaultLayoutLimits,
+  maxEntries: 100_000,
+  maxDecompressedBytes: 64 * 2 ** 30,
+};
+
+export interface ArchiveStoreOptions {
+  fs: FileSystem;
+  cache?: WritableFileSystem;
+  createHasher: HasherFactory;
+  logger: Logger;
+  limits?: Partial<ArchiveLimits>;
+}
+
+const BLOB_PATH = /^blobs\/([a-z0-9]+(?:[+._-][a-z0-9]+)*)\/([a-zA-Z0-9=_-]+)$/;
+
+/** `blobs/<alg>/<encoded>` -> `<alg>:<encoded>`. */
+export function blobDigestOfPath(name: string): string | undefined {
+  const m = BLOB_PATH.exec(name);
+  return m ? `${m[1]}:${m[2]}` : undefined;
+}
+
+export class ArchiveStore {
+  private readonly entries = new Map<string, { info: FileInfo; promise: Promise<OpenedArchive> }>();
+  private readonly options: ArchiveStoreOptions;
+  private readonly limits: ArchiveLimits;
+  /** Number of archive indexings started (for tests and metrics). */
+  indexed = 0;
+  /** Indexings under way: the cache is not garbage-collected while one may be writing to it. */
+  busy = 0;
+
+  constructor(options: ArchiveStoreOptions) {
+    this.options = options;
+    this.limits = { ...defaultArchiveLimits, ...options.limits };
+  }
+
+  /**
+   * The archive at `path` as it is now (one `stat`), or `undefined` when no file is there.
+   * `known` skips the stat when the caller has just taken it.
+   */
+  async open(path: string, known?: FileInfo): Promise<OpenedArchive | undefined> {
+    const info = known ?? (await this.options.fs.stat(path));
+    if (!info || info.kind !== "file") {
+      this.entries.delete(path);
+      return undefined;
+    }
+    const cached = this.entries.get(path);
+    if (cached && sameFile(cached.info, info)) return cached.promise;
+    const promise = this.index(path, info);
+    this.entries.set(path, { info, promise });
+    return promise;
+  }
+
+  /** Forget archives whose files are gone or changed; returns the archives still current. */
+  async revalidate(): Promise<Archive[]> {
+    const current: Archive[] = [];
+    for (const [path, entry] of [...this.entries]) {
+      const info = await this.options.fs.stat(path).catch(() => undefined);
+      if (!info || !sameFile(info, entry.info)) {
+        this.entries.delete(path);
+        continue;
+      }
+      const archive = await entry.promise;
+      if (!isBroken(archive)) current.push(archive);
+    }
+    return current;
+  }
+
+  /** Drop one archive's index (after its bytes were found not to match it). */
+  forget(path: string): void {
+    this.entries.delete(path);
+  }
+
+  private async index(path: string, info: FileInfo): Promise<OpenedArchive> {
+    this.indexed++;
+    this.busy++;
+    const { logger } = this.options;
+    const started = Date.now();
+    try {
+      const archive = await this.load(path, info);
+      logger.info("archive indexed", {
+        file: path,
+        format: archive.format,
+        manifests: archive.manifests.size,
+        blobs: archive.blobs.size,
+        ms: Date.now() - started,
+      });
+      return archive;
+    } catch (e) {
+      const error = e instanceof ArchiveError ? e.message : `cannot read: ${(e as Error).message}`;
+      logger.error("archive unusable", { file: path, problem: error });
+      // Let a transient I/O failure be retried on the next request.
+      // (The entry was stored before the first await of indexing, so it is there to remove.)
+      if (!(e instanceof ArchiveError) && this.entries.get(path)?.info === info) this.entries.delete(path);
+      return { path, info, error };
+    } finally {
+      this.busy--;
+    }
+  }
+
+  private async load(path: string, info: FileInfo): Promise<Archive> {
+    const { fs } = this.options;
+    const head = await fs.read(path, 0, 512);
+    if (!head) throw new ArchiveError("file vanished while being opened");
+    if (isGzip(head)) return this.loadGzip(path, info);
+    return this.loadTar(path, info);
+  }
+
+  private async loadTar(path: string, info: FileInfo): Promise<Archive> {
+    const { fs, createHasher, logger } = this.options;
+    const readAt = async (offset: number, length: number) => (await fs.read(path, offset, length)) ?? new Uint8Array(0);
+    const entries = await indexTar(readAt, info.size, { maxEntries: this.limits.maxEntries });
+    const files = new Map<string, TarEntry>();
+    const blobs = new Map<string, BlobLocation>();
+    for (const entry of entries) {
+      if (entry.type !== "file") continue;
+      const digest = blobDigestOfPath(entry.name);
+      if (digest) blobs.set(digest, { fs, path, offset: entry.offset, size: entry.size, expect: info });
+      else files.set(entry.name, entry);
+    }
+    const layout = await loadLayout(
+      {
+        blobs,
+        async readFile(name, limit) {
+          const entry = files.get(name);
+          if (!entry) return undefined;
+          if (entry.size > limit) throw new ArchiveError(`${name} is larger than ${limit} bytes`);
+          const bytes = await readAt(entry.offset, entry.size);
+          if (bytes.byteLength !== entry.size) throw new ArchiveError(`${name} is truncated`);
+          return bytes;
+        },
+      },
+      createHasher,
+      logger,
+      path,
+      this.limits,
+    );
+    return { ...layout, path, info, format: "tar" };
+  }
+
+  private async loadGzip(path: string, info: FileInfo): Promise<Archive> {
+    const { fs, cache, createHasher, logger } = this.options;
+    if (!cache) throw new ArchiveError("gzip-compressed archive, but no writable --cache-dir to unpack it into");
+    const stream = await fs.stream(path, 0, info.size, { expect: info });
+    if (!stream) throw new ArchiveError("file changed while being opened");
+    const result = await ingestGzipTar(stream, {
+      cache,
+      createHasher,
+      maxEntries: this.limits.maxEntries,
+      maxDecompressedBytes: this.limits.maxDecompressedBytes,
+    });
+    const blobs = new Map<string, BlobLocation>();
+    for (const [digest, blob] of result.blobs) blobs.set(digest, { fs: cache, path: blob.path, offset: 0, size: blob.size });
+    const layout = await loadLayout(
+      {
+        blobs,
+        async readFile(name, limit) {
+          const bytes = result.files.get(name);
+          if (bytes && bytes.byteLength > limit) throw new ArchiveError(`${name} is larger than ${limit} bytes`);
+          return bytes;
+        },
+      },
+      createHasher,
+      logger,
+      path,
+      this.limits,
+    );
+    return { ...layout, path, info, format: "tar+gzip" };
+  }
+}

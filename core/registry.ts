@@ -1,0 +1,118 @@
+/**
+ * createRegistry(options) -> { fetch }: the whole pull API as a Web fetch handler over a
+ * FileSystem. Adapters (Node, Deno) pass in the file systems, a logger and a hasher.
+ */
+import { Router } from "itty-router";
+import { ArchiveStore, type ArchiveLimits } from "./archives.ts";
+import { getBlob } from "./blobs.ts";
+import { collectGarbage } from "./cache-gc.ts";
+import type { Context, RouteRequest } from "./context.ts";
+import { errorResponse, OciError } from "./errors.ts";
+import type { FileSystem, WritableFileSystem } from "./fs.ts";
+import { defaultHasher, type HasherFactory } from "./hash.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { Lookup } from "./lookup.ts";
+import { getManifest } from "./manifests.ts";
+import { listTags } from "./tags.ts";
+
+export interface RegistryOptions {
+  /** The image folder (`--dir`). */
+  images: FileSystem;
+  /** Where gzip-compressed archives are unpacked (`--cache-dir`). Without it they are reported as unusable. */
+  cache?: WritableFileSystem;
+  logger?: Logger;
+  createHasher?: HasherFactory;
+  /** How often every cached listing and archive is revalidated; 0 turns the timer off. Default 10 minutes. */
+  rescanIntervalMs?: number;
+  limits?: Partial<ArchiveLimits>;
+}
+
+export interface Registry {
+  fetch(request: Request): Promise<Response>;
+  /** Revalidate everything now and drop unreferenced blobs from the cache (what the timer does). */
+  rescan(): Promise<void>;
+  /** Stop the rescan timer. */
+  close(): void;
+}
+
+export const DEFAULT_RESCAN_INTERVAL_MS = 10 * 60 * 1000;
+
+const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0" };
+
+export function createRegistry(options: RegistryOptions): Registry {
+  const logger = options.logger ?? silentLogger;
+  const createHasher = options.createHasher ?? defaultHasher;
+  const store = new ArchiveStore({ fs: options.images, cache: options.cache, createHasher, logger, limits: options.limits });
+  const lookup = new Lookup(options.images, store);
+  const ctx: Context = { lookup, store, logger, createHasher };
+
+  const wrap = (handler: (request: RouteRequest, ctx: Context) => Promise<Response>) => (request: RouteRequest) => handler(request, ctx);
+  const unsupported = () => {
+    throw new OciError("UNSUPPORTED", { reason: "this registry is read-only" });
+  };
+
+  const router = Router<RouteRequest>({
+    catch: (err: unknown, request: RouteRequest) => {
+      if (err instanceof OciError) return errorResponse(err, request.method);
+      logger.error("request failed", { method: request.method, url: request.url, error: (err as Error)?.message ?? String(err) });
+      return errorResponse(new OciError("UNKNOWN", { reason: "internal error; see the registry's log" }), request.method);
+    },
+    finally: [
+      (response: Response | undefined, request: RouteRequest) => {
+        const res = response ?? errorResponse(new OciError("NOT_FOUND", { path: new URL(request.url).pathname }), request.method);
+        for (const [k, v] of Object.entries(API_VERSION)) res.headers.set(k, v);
+        return res;
+      },
+    ],
+  });
+
+  // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#determining-support
+  const base = () => new Response("{}", { status: 200, headers: { "Content-Type": "application/json", "Content-Length": "2" } });
+  router
+    .get("/v2", base)
+    .head("/v2", () => new Response(null, { status: 200, headers: { "Content-Type": "application/json", "Content-Length": "2" } }))
+    .get("/v2/:name+/manifests/:reference", wrap(getManifest))
+    .head("/v2/:name+/manifests/:reference", wrap(getManifest))
+    .get("/v2/:name+/blobs/:digest", wrap(getBlob))
+    .head("/v2/:name+/blobs/:digest", wrap(getBlob))
+    .get("/v2/:name+/tags/list", wrap(listTags))
+    .all("/v2/*", (request: RouteRequest) => {
+      if (request.method !== "GET" && request.method !== "HEAD") return unsupported();
+      return undefined;
+    });
+
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let rescanning: Promise<void> | undefined;
+  const rescan = () =>
+    (rescanning ??= (async () => {
+      try {
+        lookup.clear();
+        const current = await store.revalidate();
+        if (options.cache && store.busy === 0) await collectGarbage(options.cache, current, logger);
+        logger.info("rescan done", { archives: current.length });
+      } catch (e) {
+        logger.error("rescan failed", { error: (e as Error).message });
+      } finally {
+        rescanning = undefined;
+      }
+    })());
+  const interval = options.rescanIntervalMs ?? DEFAULT_RESCAN_INTERVAL_MS;
+  if (interval > 0) {
+    timer = setInterval(() => void rescan(), interval);
+    (timer as { unref?: () => void }).unref?.();
+  }
+
+  return {
+    fetch: async (request: Request) => {
+      try {
+        return await router.fetch(request as RouteRequest);
+      } catch (e) {
+        // Only reached if the error handler itself failed: never let an exception escape.
+        logger.error("unhandled", { error: (e as Error)?.message });
+        return errorResponse(new OciError("UNKNOWN"), request.method);
+      }
+    },
+    rescan,
+    close: () => clearInterval(timer),
+  };
+}
