@@ -2,7 +2,7 @@
  * Binds the core fetch handler to node:http through @whatwg-node/server, with an access log
  * line per request and a graceful shutdown.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServerAdapter } from "@whatwg-node/server";
@@ -32,7 +32,12 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     createHasher: nodeHasher,
     rescanIntervalMs: options.rescanIntervalMs,
   });
-  const adapter = createServerAdapter((request: Request) => registry.fetch(request));
+  const adapter = createServerAdapter(async (request: Request) => {
+    const response = await registry.fetch(request);
+    if (response.statusText) return response;
+    // Web Responses carry no reason phrase unless given; send Node's usual one ("200 OK").
+    return new Response(response.body, { status: response.status, statusText: STATUS_CODES[response.status], headers: response.headers });
+  });
   const inFlight = new Set<ServerResponse>();
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
