@@ -234,3 +234,88 @@ export async function readArchive(file: string): Promise<ArchiveContents> {
   };
   return { files, entryNames, gzip, index, blob, manifest, closure };
 }
+
+// --- what a client pulls ----------------------------------------------------------------------
+
+/** The OCI architecture name of this machine (what containerd pulls from an index by default). */
+export function hostArchitecture(): string {
+  const map: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64" };
+  return map[process.arch] ?? process.arch;
+}
+
+/**
+ * Digests a single-platform pull fetches: the manifest (or the index and the child manifest for
+ * `architecture`), its config and its layers.
+ */
+export function platformClosure(contents: ArchiveContents, digest: string, architecture = hostArchitecture(), mediaType?: string): string[] {
+  const top = contents.manifest(digest, mediaType);
+  if (!top.json.manifests) return contents.closure(digest);
+  const child = top.json.manifests.find((d) => d.platform?.architecture === architecture && (d.platform.os ?? "linux") === "linux");
+  if (!child) throw new Error(`no ${architecture} manifest in ${digest}`);
+  return [digest, ...contents.closure(child.digest)];
+}
+
+/** Child manifest descriptors of an index (empty for an image manifest). */
+export function childManifests(contents: ArchiveContents, digest: string, mediaType?: string): Descriptor[] {
+  return contents.manifest(digest, mediaType).json.manifests ?? [];
+}
+
+/**
+ * Writes an OCI layout folder holding the given manifests/indexes of an archive (all blobs they
+ * reach), each tagged in index.json: `refs` maps tag → digest. For pushing with skopeo.
+ */
+export function writeLayoutFrom(contents: ArchiveContents, dir: string, refs: Record<string, string>): void {
+  mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
+  writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  const manifests: Descriptor[] = [];
+  for (const [tag, digest] of Object.entries(refs)) {
+    const descriptor = contents.index.manifests.find((d) => d.digest === digest);
+    const mediaType = contents.manifest(digest, descriptor?.mediaType).mediaType;
+    for (const blobDigest of contents.closure(digest)) {
+      const data = contents.blob(blobDigest);
+      if (!data) throw new Error(`archive lacks blob ${blobDigest}`);
+      writeFileSync(join(dir, "blobs/sha256", blobDigest.slice(7)), data);
+    }
+    manifests.push({ mediaType, digest, size: contents.blob(digest)!.length, annotations: { "org.opencontainers.image.ref.name": tag } });
+  }
+  writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests }));
+}
+
+/**
+ * Writes a skopeo `dir:` folder for one manifest or index of an archive: `manifest.json` (the
+ * top manifest's exact bytes), `<hex>.manifest.json` for each child manifest, `<hex>` for the
+ * other blobs, and `version`. skopeo 1.9 reads any manifest type from it (its `oci:` reader skips
+ * index.json entries with Docker media types), so this is how Docker lists are pushed.
+ */
+export function writeDirFrom(contents: ArchiveContents, dir: string, digest: string, mediaType?: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "version"), "Directory Transport Version: 1.1\n");
+  const top = contents.manifest(digest, mediaType);
+  writeFileSync(join(dir, "manifest.json"), top.bytes);
+  const children = new Set((top.json.manifests ?? []).map((d) => d.digest));
+  for (const blobDigest of contents.closure(digest)) {
+    if (blobDigest === digest) continue;
+    const data = contents.blob(blobDigest);
+    if (!data) throw new Error(`archive lacks blob ${blobDigest}`);
+    writeFileSync(join(dir, children.has(blobDigest) ? `${blobDigest.slice(7)}.manifest.json` : blobDigest.slice(7)), data);
+  }
+}
+
+/** Reads back what `skopeo copy --all docker://... dir:DIR` wrote: digest → bytes (top manifest included). */
+export function readDirCopy(dir: string): { manifest: Buffer; blob(digest: string): Buffer | undefined } {
+  const manifest = readFileSync(join(dir, "manifest.json"));
+  return {
+    manifest,
+    blob: (digest: string) => {
+      if (sha256(manifest) === digest) return manifest;
+      for (const name of [`${digest.slice(7)}.manifest.json`, digest.slice(7)]) {
+        try {
+          return readFileSync(join(dir, name));
+        } catch {
+          // try the next name
+        }
+      }
+      return undefined;
+    },
+  };
+}
