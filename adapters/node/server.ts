@@ -77,12 +77,15 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
   const close = async (graceMs = options.shutdownGraceMs) => {
     registry.close();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Keep-alive connections become idle as their downloads finish: close them as they do.
     server.closeIdleConnections();
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
     const timer = setTimeout(() => {
       if (inFlight.size) logger.warn("shutdown grace period over, closing connections", { inFlight: inFlight.size });
       server.closeAllConnections();
     }, graceMs);
     await closed;
+    clearInterval(sweep);
     clearTimeout(timer);
   };
   return { server, registry, url, close };
