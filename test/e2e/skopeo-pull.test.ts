@@ -29,6 +29,7 @@ describeWithTools(["skopeo"], "skopeo pulls archives written by real tools", () 
 
   afterAll(async () => {
     await server?.stop();
+    tools?.cleanup();
     await (await containerd?.catch(() => undefined))?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
   });

@@ -1,0 +1,76 @@
+// containerd (`ctr images pull --plain-http`, which also unpacks into the native snapshotter)
+// pulls every real-tool archive from the running server: by tag, by digest, and all platforms of
+// the multi-arch ones. Each pull gets its own namespace so no content is shared between them.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { ALL_VARIANTS, placeArchives, RealTools, servedRefs, variantAvailable, type RealArchive, type VariantId } from "../fixtures/real-tools.ts";
+import { CONTAINERD_TOOLS, startContainerd, type Containerd } from "../helpers/containerd.ts";
+import { platformClosure } from "../helpers/oci-layout.ts";
+import { startServer, type RunningServer } from "../helpers/server.ts";
+import { describeWithTools, inCI } from "../helpers/tools.ts";
+
+describeWithTools([...CONTAINERD_TOOLS], "containerd pulls archives written by real tools", () => {
+  let work: string;
+  let server: RunningServer;
+  let containerd: Containerd;
+  let tools: RealTools;
+  const archives = new Map<VariantId, RealArchive>();
+  let namespaces = 0;
+  const namespace = () => `pull${++namespaces}`;
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "e2e-containerd-"));
+    containerd = await startContainerd();
+    tools = new RealTools({ dir: join(work, "tools"), containerd: async () => containerd });
+    for (const archive of await tools.all()) archives.set(archive.id as VariantId, archive);
+    placeArchives(join(work, "registry"), [...archives.values()]);
+    server = await startServer({ dir: join(work, "registry") });
+  }, 180_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    tools?.cleanup();
+    await containerd?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  /** Pulls `ref` into a fresh namespace and checks digest, media type, content and unpack. */
+  async function pullAndCheck(archive: RealArchive, ref: string, want: { digest: string; mediaType: string }) {
+    const ns = namespace();
+    const context = () => `${archive.description}\nserver log:\n${server.logs().slice(-3000)}`;
+    await containerd.pull(ref, [], { namespace: ns });
+    const image = (await containerd.images({ namespace: ns })).find((i) => i.ref === ref);
+    expect(image, `ctr images check lists ${ref}\n${context()}`).toBeDefined();
+    expect(image!.digest, `digest of ${ref}`).toBe(want.digest);
+    expect(image!.mediaType, `media type of ${ref}`).toBe(want.mediaType);
+    expect(image!.status, `content of ${ref}`).toMatch(/^complete/);
+    expect(image!.unpacked, `${ref} is unpacked`).toBe(true);
+    const content = await containerd.content({ namespace: ns });
+    expect(content, `content store after pulling ${ref}`).toEqual(expect.arrayContaining(platformClosure(archive.contents, want.digest, undefined, want.mediaType)));
+    expect((await containerd.snapshots({ namespace: ns })).length, `snapshots after pulling ${ref}`).toBeGreaterThan(0);
+  }
+
+  for (const id of ALL_VARIANTS) {
+    test.skipIf(!inCI() && !variantAvailable(id))(`${id}: pull by tag and by digest, unpacked`, async () => {
+      const archive = archives.get(id)!;
+      for (const { name, tag, want } of servedRefs(archive)) {
+        await pullAndCheck(archive, `${server.host}/${name}:${tag}`, want);
+        await pullAndCheck(archive, `${server.host}/${name}@${want.digest}`, want);
+        if (want.multiArch) {
+          // Every platform's content, not only this machine's.
+          const ns = namespace();
+          await containerd.pull(`${server.host}/${name}:${tag}`, ["--all-platforms"], { namespace: ns });
+          expect(await containerd.content({ namespace: ns }), `--all-platforms pull of ${name}:${tag}`).toEqual(
+            expect.arrayContaining(archive.contents.closure(want.digest)),
+          );
+        }
+      }
+    });
+  }
+
+  test("an unknown tag fails the pull with not found", async () => {
+    await expect(containerd.pull(`${server.host}/umoci:does-not-exist`, [], { namespace: namespace() })).rejects.toThrow(/not found/);
+  });
+});
