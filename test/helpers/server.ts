@@ -133,8 +133,8 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
 }
 
 export interface StartServerOptions {
-  /** The --dir to serve. */
-  dir: string;
+  /** The --dir to serve; when undefined no --dir flag is passed (the CLI's default applies). */
+  dir: string | undefined;
   /** --cache-dir; a temp folder (removed by stop()) when not given. */
   cacheDir?: string;
   /** Extra CLI flags, after --dir/--port/--host/--cache-dir. */
@@ -191,8 +191,7 @@ async function startOnce(runtime: RuntimeDefinition, options: StartServerOptions
   const ownCache = options.cacheDir === undefined;
   const cacheDir = options.cacheDir ?? mkdtempSync(join(tmpdir(), "sor-cache-"));
   const cliArgs = [
-    "--dir",
-    options.dir,
+    ...(options.dir === undefined ? [] : ["--dir", options.dir]),
     "--port",
     String(port),
     "--host",
