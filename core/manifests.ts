@@ -1,4 +1,8 @@
 import { type Context, isMiss, missError, requireName, requireReference, type RouteRequest } from "./context.ts";
+import { OciError } from "./errors.ts";
+import { isIndexMediaType, MediaType } from "./media.ts";
+import type { ManifestRecord } from "./layout.ts";
+import type { Archive } from "./archives.ts";
 
 /**
  * GET/HEAD /v2/<name>/manifests/<reference>: the stored bytes, unchanged, with their own media type.
@@ -10,12 +14,56 @@ export async function getManifest(request: RouteRequest, ctx: Context): Promise<
   const reference = requireReference(request.params.reference);
   const hit = await ctx.lookup.manifest(name, reference);
   if (isMiss(hit)) throw await missError(ctx, name, "MANIFEST_UNKNOWN", hit, { name, reference });
-  const { record } = hit;
+  const record = negotiate(hit.archive, hit.record, acceptedTypes(request.headers), reference !== hit.record.digest);
+  const etag = `"${record.digest}"`;
   const headers: Record<string, string> = {
     "Content-Type": record.mediaType,
     "Content-Length": String(record.bytes.byteLength),
     "Docker-Content-Digest": record.digest,
-    ETag: `"${record.digest}"`,
+    ETag: etag,
   };
+  const ifNoneMatch = request.headers.get("If-None-Match");
+  if (ifNoneMatch !== null && ifNoneMatch.split(",").some((v) => v.trim() === etag || v.trim() === record.digest)) {
+    return new Response(null, { status: 304, headers: { "Docker-Content-Digest": record.digest, ETag: etag } });
+  }
   return new Response(request.method === "HEAD" ? null : (record.bytes as Uint8Array<ArrayBuffer>), { status: 200, headers });
+}
+
+/** The media types an Accept header lists (parameters and q-values ignored, as distribution does). */
+function acceptedTypes(headers: Headers): Set<string> {
+  const types = new Set<string>();
+  for (const part of (headers.get("Accept") ?? "").split(",")) {
+    const type = part.split(";")[0].trim().toLowerCase();
+    if (type) types.add(type);
+  }
+  return types;
+}
+
+/**
+ * Accept negotiation as CNCF distribution does it (registry/handlers/manifests.go):
+ * - an OCI manifest or OCI index the client does not accept: 404 MANIFEST_UNKNOWN;
+ * - a Docker manifest list fetched by tag by a client that does not accept lists: the
+ *   linux/amd64 image in it instead, if the client accepts Docker schema 2 (else 400 MANIFEST_INVALID);
+ * - Docker schema 2 image manifests are served whatever the Accept header says (distribution
+ *   would rewrite them to signed schema 1, which no current client needs).
+ * `*\/*` does not count as accepting a manifest type, as in distribution.
+ */
+function negotiate(archive: Archive, record: ManifestRecord, accepted: Set<string>, byTag: boolean): ManifestRecord {
+  const type = record.mediaType;
+  if (type === MediaType.ociManifest && !accepted.has(type)) {
+    throw new OciError("MANIFEST_UNKNOWN", { digest: record.digest, reason: "OCI manifest found, but accept header does not support OCI manifests" });
+  }
+  if (type === MediaType.ociIndex && !accepted.has(type)) {
+    throw new OciError("MANIFEST_UNKNOWN", { digest: record.digest, reason: "OCI index found, but accept header does not support OCI indexes" });
+  }
+  if (byTag && type === MediaType.dockerManifestList && !accepted.has(type)) {
+    const child = (record.json.manifests ?? []).find((d) => d.platform?.os === "linux" && d.platform?.architecture === "amd64");
+    const image = child && archive.manifests.get(child.digest);
+    if (!image || isIndexMediaType(image.mediaType)) throw new OciError("MANIFEST_UNKNOWN", { digest: record.digest, reason: "manifest list has no linux/amd64 image" });
+    if (image.mediaType === MediaType.dockerManifest && !accepted.has(MediaType.dockerManifest)) {
+      throw new OciError("MANIFEST_INVALID", { digest: image.digest, reason: "Schema 2 manifest not supported by client" });
+    }
+    return image;
+  }
+  return record;
 }

@@ -2,7 +2,9 @@
 import { MemoryFileSystem } from "../../core/memory-fs.ts";
 import { createRegistry, type Registry, type RegistryOptions } from "../../core/registry.ts";
 import type { Logger } from "../../core/log.ts";
-import { layout, type LayoutEntry, packTar, type PackOptions } from "../fixtures/oci.ts";
+import { layout, type LayoutEntry, MEDIA, packTar, type PackOptions } from "../fixtures/oci.ts";
+
+export const ACCEPT_ALL = [MEDIA.ociManifest, MEDIA.ociIndex, MEDIA.dockerManifest, MEDIA.dockerList].join(", ");
 
 export interface MemoryRegistry {
   images: MemoryFileSystem;
@@ -31,6 +33,11 @@ export function memoryRegistry(options: Partial<RegistryOptions> = {}): MemoryRe
       images.set(path, bytes);
       return bytes;
     },
-    get: (path, init) => registry.fetch(new Request(`http://registry.test${path}`, init)),
+    get: (path, init) => {
+      // Like containerd and skopeo, accept every manifest type unless a test says otherwise.
+      const headers = new Headers(init?.headers);
+      if (!headers.has("Accept")) headers.set("Accept", ACCEPT_ALL);
+      return registry.fetch(new Request(`http://registry.test${path}`, { ...init, headers }));
+    },
   };
 }

@@ -7,6 +7,7 @@ import { jsonLogger } from "../../adapters/shared/logger.ts";
 import type { ServerOptions } from "../../adapters/shared/options.ts";
 import { type RunningServer, serve } from "../../adapters/node/server.ts";
 import { image, layer, layout, MEDIA, packTar, ref } from "../fixtures/oci.ts";
+import { ACCEPT_ALL } from "../helpers/memory-registry.ts";
 
 const big = image({ layers: [layer({ "big.bin": new Uint8Array(3 << 20).map((_, i) => (i * 7) % 256) }, { gzip: false })] });
 const small = image({ layers: [{ "s.txt": "small\n" }] });
@@ -39,7 +40,11 @@ afterAll(async () => {
   rmSync(cacheDir, { recursive: true, force: true });
 });
 
-const get = (path: string, init?: RequestInit) => fetch(`${server.url}${path}`, init);
+const get = (path: string, init?: RequestInit) => {
+  const headers = new Headers(init?.headers);
+  if (!headers.has("Accept")) headers.set("Accept", ACCEPT_ALL);
+  return fetch(`${server.url}${path}`, { ...init, headers });
+};
 
 describe("Node server on a real folder", () => {
   it("serves /v2/ with the API version header and a reason phrase", async () => {

@@ -197,3 +197,43 @@ describe("fetch handler", () => {
     expect((await res.arrayBuffer()).byteLength).toBe(0);
   });
 });
+
+describe("Accept negotiation, as CNCF distribution does it", () => {
+  let n: MemoryRegistry;
+  const list = imageIndex([docker, image({ mediaTypes: "docker", platform: { architecture: "arm64", os: "linux" } })], { mediaTypes: "docker" });
+  beforeAll(async () => {
+    n = memoryRegistry();
+    await n.put("neg.oci", [
+      { image: amd64, annotations: ref("oci") },
+      { index: multi, annotations: ref("ociindex") },
+      { image: docker, annotations: ref("docker") },
+      { index: list, annotations: ref("list") },
+    ]);
+  });
+  const digestFor = async (path: string, accept: string) => {
+    const res = await n.get(path, { headers: { Accept: accept } });
+    const body = await res.text();
+    return res.status === 200 ? res.headers.get("docker-content-digest") : `${res.status} ${JSON.parse(body).errors[0].code}`;
+  };
+
+  it.each([
+    ["oci", "application/json", "404 MANIFEST_UNKNOWN"],
+    ["oci", "*/*", "404 MANIFEST_UNKNOWN"],
+    ["oci", `${MEDIA.ociManifest};q=0.5`, amd64.manifest.digest],
+    ["ociindex", MEDIA.ociManifest, "404 MANIFEST_UNKNOWN"],
+    ["ociindex", MEDIA.ociIndex, multi.manifest.digest],
+    ["docker", "application/json", docker.manifest.digest],
+    ["list", MEDIA.dockerManifest, docker.manifest.digest],
+    ["list", "application/json", "400 MANIFEST_INVALID"],
+    ["list", `${MEDIA.dockerList}, ${MEDIA.dockerManifest}`, list.manifest.digest],
+    [list.manifest.digest, MEDIA.dockerManifest, list.manifest.digest],
+  ])("%s with Accept %s -> %s", async (reference, accept, expected) => {
+    expect(await digestFor(`/v2/neg/manifests/${reference}`, accept)).toBe(expected);
+  });
+
+  it("If-None-Match with the digest answers 304", async () => {
+    const res = await n.get("/v2/neg/manifests/oci", { headers: { "If-None-Match": `"${amd64.manifest.digest}"` } });
+    expect(res.status).toBe(304);
+    expect(res.headers.get("docker-content-digest")).toBe(amd64.manifest.digest);
+  });
+});
