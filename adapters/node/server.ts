@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createServerAdapter } from "@whatwg-node/server";
 import type { Logger } from "../../core/log.ts";
 import { createRegistry, type Registry } from "../../core/registry.ts";
+import { logRequest } from "../shared/access-log.ts";
 import type { ServerOptions } from "../shared/options.ts";
 import { nodeFileSystem } from "./fs.ts";
 import { nodeHasher } from "./hash.ts";
@@ -47,15 +48,14 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     res.on("finish", () => (finished = true));
     res.on("close", () => {
       inFlight.delete(res);
-      const length = Number(res.getHeader("content-length") ?? 0);
-      logger.info("request", {
-        method: req.method,
-        path: req.url,
+      logRequest(logger, {
+        method: req.method ?? "",
+        path: req.url ?? "",
         status: res.statusCode,
-        bytes: req.method === "HEAD" ? 0 : length,
-        ms: Math.round((performance.now() - started) * 100) / 100,
+        contentLength: res.getHeader("content-length") as string | number | undefined,
+        started,
         remote: req.socket.remoteAddress,
-        ...(finished ? {} : { aborted: true }),
+        aborted: !finished,
       });
     });
     adapter(req, res);

@@ -1,0 +1,94 @@
+/**
+ * Binds the core fetch handler to `Deno.serve`, with the Node adapter's access log line and
+ * graceful shutdown: stop accepting, let downloads in flight finish within a grace period, then
+ * cut the ones still running.
+ */
+import type { Logger } from "../../core/log.ts";
+import { createRegistry, type Registry } from "../../core/registry.ts";
+import { logRequest } from "../shared/access-log.ts";
+import type { ServerOptions } from "../shared/options.ts";
+import { denoFileSystem } from "./fs.ts";
+import { denoHasher } from "./hash.ts";
+
+export interface RunningServer {
+  server: Deno.HttpServer<Deno.NetAddr>;
+  registry: Registry;
+  url: string;
+  /** Stop accepting, let in-flight requests finish within `graceMs`, then cut the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** `<tmp>/simple-oci-registry-cache`, with the temp folder found as Node's `os.tmpdir()` finds it. */
+export function defaultCacheDir(): string {
+  const windows = Deno.build.os === "windows";
+  const names = windows ? ["TEMP", "TMP"] : ["TMPDIR", "TMP", "TEMP"];
+  const found = names.map(envVar).find((v) => v);
+  const tmp = found ?? (windows ? `${envVar("SystemRoot") ?? "C:\\Windows"}\\temp` : "/tmp");
+  return `${tmp.length > 1 ? tmp.replace(/[\\/]+$/, "") : tmp}${windows ? "\\" : "/"}simple-oci-registry-cache`;
+}
+
+/** An environment variable, or `undefined` when it is unset or Deno was not allowed to read it. */
+export function envVar(name: string): string | undefined {
+  return Deno.permissions.querySync({ name: "env", variable: name }).state === "granted" ? Deno.env.get(name) : undefined;
+}
+
+export function serve(options: ServerOptions, logger: Logger): RunningServer {
+  const registry = createRegistry({
+    images: denoFileSystem(options.dir),
+    cache: denoFileSystem(options.cacheDir ?? defaultCacheDir(), { writable: true }),
+    logger,
+    createHasher: denoHasher,
+    rescanIntervalMs: options.rescanIntervalMs,
+  });
+  // Aborted when the grace period is over: every response body still streaming is cut.
+  const cut = new AbortController();
+  let inFlight = 0;
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ port: options.port, hostname: options.host, onListen: () => {} }, async (request, info) => {
+      const started = performance.now();
+      inFlight++;
+      const url = new URL(request.url);
+      const remote = info.remoteAddr.hostname; // readable only while the request is open
+      const response = await registry.fetch(request);
+      info.completed.then(
+        () => false,
+        () => true,
+      ).then((aborted) => {
+        inFlight--;
+        logRequest(logger, {
+          method: request.method,
+          path: url.pathname + url.search,
+          status: response.status,
+          contentLength: response.headers.get("content-length"),
+          started,
+          remote,
+          aborted,
+        });
+      });
+      if (!response.body) return response;
+      const body = response.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>(), { signal: cut.signal });
+      return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+    });
+  } catch (e) {
+    registry.close();
+    throw e;
+  }
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  const url = `http://${host}:${server.addr.port}`;
+
+  const close = async (graceMs = options.shutdownGraceMs) => {
+    registry.close();
+    const finished = server.shutdown();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const over = await Promise.race([finished.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
+    clearTimeout(timer);
+    if (over) {
+      logger.warn("shutdown grace period over, closing connections", { inFlight });
+      cut.abort(new Error("shutdown grace period over"));
+      await finished;
+    }
+  };
+  return { server, registry, url, close };
+}
