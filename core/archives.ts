@@ -5,7 +5,8 @@
  * (other id, size or mtime) is indexed afresh.
  */
 import { ArchiveError } from "./errors.ts";
-import type { FileInfo, FileSystem, WritableFileSystem } from "./fs.ts";
+import { type FileInfo, type FileSystem, joinPath, type WritableFileSystem } from "./fs.ts";
+import { loadDockerSave } from "./docker-save.ts";
 import { ingestGzipTar, isGzip } from "./gzip.ts";
 import type { HasherFactory } from "./hash.ts";
 import { type BlobLocation, defaultLayoutLimits, type Layout, type LayoutLimits, loadLayout } from "./layout.ts";
@@ -15,7 +16,7 @@ import { indexTar, type TarEntry } from "./tar.ts";
 export interface Archive extends Layout {
   path: string;
   info: FileInfo;
-  format: "tar" | "tar+gzip";
+  format: "tar" | "tar+gzip" | "folder" | "docker-save";
 }
 
 export interface BrokenArchive {
@@ -80,8 +81,8 @@ export class ArchiveStore {
    * `known` skips the stat when the caller has just taken it.
    */
   async open(path: string, known?: FileInfo): Promise<OpenedArchive | undefined> {
-    const info = known ?? (await this.options.fs.stat(path));
-    if (!info || info.kind !== "file") {
+    const info = await this.identify(path, known ?? (await this.options.fs.stat(path)));
+    if (!info) {
       this.entries.delete(path);
       return undefined;
     }
@@ -92,11 +93,25 @@ export class ArchiveStore {
     return promise;
   }
 
+  /**
+   * What identifies the current version of a candidate: a regular file's own stat, or for an
+   * unpacked layout folder, the folder's and its index.json's together (index.json may be
+   * rewritten in place, which does not change the folder's mtime). `undefined`: not servable.
+   */
+  private async identify(path: string, info: FileInfo | undefined): Promise<FileInfo | undefined> {
+    if (!info) return undefined;
+    if (info.kind === "file") return info;
+    if (info.kind !== "directory") return undefined;
+    const index = await this.options.fs.stat(joinPath(path, "index.json"));
+    if (!index || index.kind !== "file") return undefined;
+    return { kind: "directory", id: `${info.id}+${index.id}`, size: index.size, mtimeMs: Math.max(info.mtimeMs, index.mtimeMs) };
+  }
+
   /** Forget archives whose files are gone or changed; returns the archives still current. */
   async revalidate(): Promise<Archive[]> {
     const current: Archive[] = [];
     for (const [path, entry] of [...this.entries]) {
-      const info = await this.options.fs.stat(path).catch(() => undefined);
+      const info = await this.options.fs.stat(path).then((i) => this.identify(path, i)).catch(() => undefined);
       if (!info || !sameFile(info, entry.info)) {
         this.entries.delete(path);
         continue;
@@ -141,6 +156,7 @@ export class ArchiveStore {
 
   private async load(path: string, info: FileInfo): Promise<Archive> {
     const { fs } = this.options;
+    if (info.kind === "directory") return this.loadFolder(path, info);
     const head = await fs.read(path, 0, 512);
     if (!head) throw new ArchiveError("file vanished while being opened");
     if (isGzip(head)) return this.loadGzip(path, info);
@@ -153,6 +169,11 @@ export class ArchiveStore {
     const entries = await indexTar(readAt, info.size, { maxEntries: this.limits.maxEntries });
     const files = new Map<string, TarEntry>();
     const blobs = new Map<string, BlobLocation>();
+    if (!entries.some((e) => e.name === "index.json") && entries.some((e) => e.name === "manifest.json")) {
+      const byName = new Map(entries.map((e) => [e.name, e]));
+      const layout = await loadDockerSave({ path, info, fs, cache: this.options.cache, entries: byName, createHasher, logger, maxJsonBytes: this.limits.maxIndexJsonBytes });
+      return { ...layout, path, info, format: "docker-save" };
+    }
     for (const entry of entries) {
       if (entry.type !== "file") continue;
       const digest = blobDigestOfPath(entry.name);
@@ -177,6 +198,40 @@ export class ArchiveStore {
       this.limits,
     );
     return { ...layout, path, info, format: "tar" };
+  }
+
+  /** An unpacked OCI layout folder (`skopeo copy ... oci:DIR`, umoci): blobs are its files. */
+  private async loadFolder(path: string, info: FileInfo): Promise<Archive> {
+    const { fs, createHasher, logger } = this.options;
+    const blobs = new Map<string, BlobLocation>();
+    for (const algorithm of (await fs.list(joinPath(path, "blobs"))) ?? []) {
+      const names = (await fs.list(joinPath(path, "blobs", algorithm))) ?? [];
+      if (blobs.size + names.length > this.limits.maxEntries) throw new ArchiveError(`more than ${this.limits.maxEntries} blobs`);
+      const infos = await Promise.all(names.map((n) => fs.stat(joinPath(path, "blobs", algorithm, n))));
+      names.forEach((n, i) => {
+        const blobPath = joinPath(path, "blobs", algorithm, n);
+        const digest = blobDigestOfPath(`blobs/${algorithm}/${n}`);
+        const blobInfo = infos[i];
+        if (digest && blobInfo?.kind === "file") blobs.set(digest, { fs, path: blobPath, offset: 0, size: blobInfo.size, expect: blobInfo });
+      });
+    }
+    const layout = await loadLayout(
+      {
+        blobs,
+        async readFile(name, limit) {
+          const file = joinPath(path, name);
+          const fileInfo = await fs.stat(file);
+          if (!fileInfo || fileInfo.kind !== "file") return undefined;
+          if (fileInfo.size > limit) throw new ArchiveError(`${name} is larger than ${limit} bytes`);
+          return fs.read(file, 0, fileInfo.size);
+        },
+      },
+      createHasher,
+      logger,
+      path,
+      this.limits,
+    );
+    return { ...layout, path, info, format: "folder" };
   }
 
   private async loadGzip(path: string, info: FileInfo): Promise<Archive> {

@@ -197,8 +197,13 @@ export async function loadLayout(
     if (await visit(d, 0)) entries.push({ digest: d.digest, annotations: d.annotations ?? {} });
   }
 
+  return { entries, manifests, blobs, problems, tagsFor: tagIndex(entries) };
+}
+
+/** `tagsFor(name)` over index.json entries: tag -> manifest digest, first entry wins (memoised). */
+export function tagIndex(entries: Layout["entries"]): Layout["tagsFor"] {
   const memo = new Map<string, Map<string, string>>();
-  const tagsFor = (name: string): Map<string, string> => {
+  return (name: string): Map<string, string> => {
     let tags = memo.get(name);
     if (tags) return tags;
     tags = new Map();
@@ -213,8 +218,6 @@ export async function loadLayout(
     memo.set(name, tags);
     return tags;
   };
-
-  return { entries, manifests, blobs, problems, tagsFor };
 }
 
 /** True when an index.json entry carries any naming annotation. */
