@@ -12,6 +12,7 @@ import { logRequest } from "../shared/access-log.ts";
 import type { ServerOptions } from "../shared/options.ts";
 import { nodeFileSystem } from "./fs.ts";
 import { nodeHasher } from "./hash.ts";
+import { sendResponse } from "./send.ts";
 
 export interface RunningServer {
   server: Server;
@@ -58,7 +59,14 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
         aborted: !finished,
       });
     });
-    adapter(req, res);
+    // Our own writer, not whatwg-node's: a body that fails resets the connection (see send.ts).
+    Promise.resolve(adapter.handleNodeRequestAndResponse(req, res))
+      .then((response) => sendResponse(req, res, response, logger))
+      .catch((err) => {
+        logger.error("response failed", { path: req.url, error: (err as Error)?.message ?? String(err) });
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
   });
   server.keepAliveTimeout = 65_000;
 
