@@ -12,7 +12,7 @@ import { ALL_VARIANTS, placeArchives, RealTools, servedRefs, variantAvailable, t
 import { compareRegistries, type Probe } from "../helpers/compare.ts";
 import { startContainerd, type Containerd } from "../helpers/containerd.ts";
 import { startDistribution, type Distribution } from "../helpers/distribution.ts";
-import { ACCEPT_MANIFESTS, childManifests, writeDirFrom } from "../helpers/oci-layout.ts";
+import { ACCEPT_MANIFESTS, childManifests, MT, writeDirFrom } from "../helpers/oci-layout.ts";
 import { startServer, type RunningServer } from "../helpers/server.ts";
 import { skopeoCopy } from "../helpers/skopeo.ts";
 import { describeWithTools, inCI } from "../helpers/tools.ts";
@@ -28,6 +28,20 @@ function probesFor(archive: RealArchive, name: string): Probe[] {
   for (const { name: servedName, tag, want } of servedRefs(archive)) {
     if (servedName !== name) continue;
     for (const method of ["GET", "HEAD"] as const) {
+      // Accept negotiation. Without Docker schema2 in Accept, distribution 2.8 rewrites schema2
+      // manifests to signed schema1; distribution 3 (and we) never make schema1: a schema2
+      // manifest is served as is, and a Docker list fetched by tag, whose fallback would be its
+      // linux/amd64 schema2 child, answers 400 MANIFEST_INVALID.
+      const schema1 =
+        want.mediaType === MT.dockerManifest
+          ? { status: 200, headers: { "content-type": MT.dockerManifest, "docker-content-digest": want.digest }, why: "distribution 2.8 converts to schema1; we serve schema2 as is (as distribution 3 does)" }
+          : want.mediaType === MT.dockerList
+            ? { status: 400, codes: ["MANIFEST_INVALID"], why: "distribution 2.8 converts the amd64 child to schema1; distribution 3 and we answer MANIFEST_INVALID" }
+            : undefined;
+      for (const headers of [undefined, { Accept: MT.ociManifest }]) {
+        probes.push({ title: "manifest by tag, no schema2 in Accept", method, path: `/v2/${name}/manifests/${tag}`, headers, ...(schema1 ? { ours: schema1 } : {}) });
+      }
+      probes.push({ title: "manifest by tag, Accept docker v2 only", method, path: `/v2/${name}/manifests/${tag}`, headers: { Accept: MT.dockerManifest } });
       probes.push({ title: "manifest by tag", method, path: `/v2/${name}/manifests/${tag}`, headers: accept });
       probes.push({ title: "manifest by digest", method, path: `/v2/${name}/manifests/${want.digest}`, headers: accept });
     }

@@ -1,3 +1,5 @@
+import { ACCEPT_MANIFESTS } from "./oci-layout.ts";
+
 // Send the same request to two registries and list every difference that matters to a client:
 // status, Content-Type, Docker-Content-Digest, Content-Length, Content-Range, body bytes, and the
 // error codes of an error body.
@@ -39,6 +41,8 @@ export async function send(base: string, probe: Probe): Promise<Answer> {
   }
 }
 
+const ALL_MANIFESTS_ACCEPT = ACCEPT_MANIFESTS;
+
 const essence = (contentType: string | null) => contentType?.split(";")[0]!.trim().toLowerCase() ?? null;
 
 export function errorCodes(answer: Answer): string[] | undefined {
@@ -68,10 +72,19 @@ function parseLink(link: string | null): string | null {
   return `${url.pathname}?${params.map(([k, v]) => `${k}=${v}`).join("&")}; rel=next`;
 }
 
+/** `GET /v2/x/manifests/v1 [Accept: ...] [Range: ...]`; "no Accept" for manifest requests without one. */
+export function probeLabel(probe: Probe): string {
+  const headers = Object.entries(probe.headers ?? {})
+    .map(([name, value]) => (name.toLowerCase() === "accept" && value === ALL_MANIFESTS_ACCEPT ? "Accept: (all manifest types)" : `${name}: ${value}`))
+    .join(", ");
+  const noAccept = /\/manifests\//.test(probe.path) && !probe.headers?.Accept ? " (no Accept)" : "";
+  return `${probe.method} ${probe.path}${headers ? ` [${headers}]` : ""}${noAccept}`;
+}
+
 /** Differences between `ours` and `reference` for one probe, as readable lines (empty when equal). */
 export function differences(probe: Probe, ours: Answer, reference: Answer): string[] {
   const diffs: string[] = [];
-  const label = `${probe.method} ${probe.path}${probe.headers?.Range ? ` Range: ${probe.headers.Range}` : ""}`;
+  const label = probeLabel(probe);
   const differ = (what: string, a: unknown, b: unknown) => {
     if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push(`${label}: ${what}: ours ${JSON.stringify(a)}, distribution ${JSON.stringify(b)}`);
   };
@@ -132,7 +145,7 @@ export function differences(probe: Probe, ours: Answer, reference: Answer): stri
 export async function compareRegistries(oursBase: string, referenceBase: string, probes: readonly Probe[]): Promise<string[]> {
   const diffs: string[] = [];
   for (const probe of probes) {
-    const label = `${probe.method} ${probe.path}${probe.headers?.Range ? ` Range: ${probe.headers.Range}` : ""}`;
+    const label = probeLabel(probe);
     const attempt = (base: string, who: string) =>
       send(base, probe).catch((error: Error) => {
         diffs.push(`${label}: ${who} request failed: ${error.message}${error.cause ? ` (${String((error.cause as Error).message ?? error.cause)})` : ""}`);
