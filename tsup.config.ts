@@ -1,3 +1,4 @@
+import { builtinModules } from "node:module";
 import { defineConfig } from "tsup";
 
 export default defineConfig([
@@ -25,12 +26,25 @@ export default defineConfig([
     clean: true,
     splitting: false,
     sourcemap: false,
+    // An ES module has no `require`; inlined CommonJS dependencies (streamx's `require("events")`)
+    // get Node's, which Deno provides for its built-in modules.
+    banner: { js: 'import { createRequire as __sorCreateRequire } from "node:module";\nconst require = __sorCreateRequire(import.meta.url);' },
     esbuildOptions(options) {
       options.mainFields = ["module", "main"];
       options.conditions = ["deno", "import", "default"];
-      options.external = ["node:*"];
-      // `require("events")` (streamx) has no resolution on a neutral platform: Deno's node:events.
-      options.alias = { events: "./adapters/deno/node-events.ts" };
     },
+    esbuildPlugins: [
+      {
+        // Built-ins, with or without `node:`, stay imports of Deno's `node:` modules.
+        name: "deno-node-builtins",
+        setup(build) {
+          const names = new Set(builtinModules.filter((m) => !m.startsWith("_")));
+          build.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
+            const name = args.path.replace(/^node:/, "");
+            return names.has(name) ? { path: `node:${name}`, external: true } : undefined;
+          });
+        },
+      },
+    ],
   },
 ]);
