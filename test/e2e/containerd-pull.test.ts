@@ -1,7 +1,7 @@
 // containerd (`ctr images pull --plain-http`, which also unpacks into the native snapshotter)
 // pulls every real-tool archive from the running server: by tag, by digest, and all platforms of
 // the multi-arch ones. Each pull gets its own namespace so no content is shared between them.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -69,6 +69,35 @@ describeWithTools([...CONTAINERD_TOOLS], "containerd pulls archives written by r
       }
     });
   }
+
+  test("through a hosts.toml mirror (containerd adds ?ns=<upstream>), as kubelet pulls", async () => {
+    const hostsDir = join(work, "hosts.d");
+    const mirror = (upstream: string, server: string) => {
+      mkdirSync(join(hostsDir, upstream), { recursive: true });
+      writeFileSync(
+        join(hostsDir, upstream, "hosts.toml"),
+        [`server = ${JSON.stringify(server)}`, "", `[host."http://${server.host}"]`, `  capabilities = ["pull", "resolve"]`, ""].join("\n"),
+      );
+    };
+    mirror("docker.io", "https://registry-1.docker.io");
+    mirror("registry.example:5000", "https://registry.example:5000");
+    // No network here: a pull that succeeds went through the mirror.
+    const cases: [string, RealArchive | undefined, string][] = [
+      // docker.io/library/ctr-export is looked up as library/ctr-export (ns=docker.io).
+      ["docker.io/library/ctr-export:v1", archives.get("ctr-export"), "v1"],
+      // A registry with a port: ns=registry.example%3A5000.
+      ["registry.example:5000/umoci:latest", archives.get("umoci"), "latest"],
+      ["registry.example:5000/skopeo-multi:latest", archives.get("skopeo-multi"), "latest"],
+    ];
+    for (const [ref, archive, tag] of cases) {
+      if (!archive) continue;
+      const ns = namespace();
+      await containerd.ctr(["images", "pull", "--hosts-dir", hostsDir, "--snapshotter", "native", ref], { namespace: ns, timeout: 60_000 });
+      const image = (await containerd.images({ namespace: ns })).find((i) => i.ref === ref);
+      expect(image?.digest, `${ref} through the mirror\n${server.logs().slice(-2000)}`).toBe(archive.tags[tag]!.digest);
+      expect(image?.unpacked).toBe(true);
+    }
+  });
 
   test("an unknown tag fails the pull with not found", async () => {
     await expect(containerd.pull(`${server.host}/umoci:does-not-exist`, [], { namespace: namespace() })).rejects.toThrow(/not found/);
