@@ -16,6 +16,19 @@ export interface ServerOptions {
   rescanIntervalMs: number;
   logLevel: LogLevel;
   shutdownGraceMs: number;
+  /** PEM certificate chain and key for HTTPS (`--tls-cert`, `--tls-key`); both or neither. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** htpasswd file (bcrypt entries) for Basic auth on /v2 (`--htpasswd`). */
+  htpasswd?: string;
+  /** Realm in `WWW-Authenticate` (`--auth-realm`; default "simple-oci-registry"). */
+  authRealm?: string;
+  /** Port for /metrics, /healthz and /readyz (`--metrics-port`); `undefined`: on the main port. */
+  metricsPort?: number;
+  /** Look under `<dir>/<registry>/` first for containerd's `?ns=<registry>` (`--ns-dirs`). */
+  nsDirs?: boolean;
+  /** How often the TLS files and the htpasswd file are checked for changes (`--watch-interval`; default 5 s). */
+  watchIntervalMs?: number;
 }
 
 interface FlagSpec {
@@ -34,6 +47,13 @@ export const FLAGS: Record<string, FlagSpec> = {
   "rescan-interval": { env: "SIMPLE_OCI_REGISTRY_RESCAN_INTERVAL", default: "10m", help: "revalidate every cached listing and archive this often (e.g. 30s, 10m, 1h; 0 = never)" },
   "log-level": { env: "SIMPLE_OCI_REGISTRY_LOG_LEVEL", default: "info", help: "debug, info, warn or error" },
   "shutdown-grace": { env: "SIMPLE_OCI_REGISTRY_SHUTDOWN_GRACE", default: "30s", help: "on SIGTERM/SIGINT, how long in-flight downloads may take to finish" },
+  "tls-cert": { env: "SIMPLE_OCI_REGISTRY_TLS_CERT", help: "PEM certificate (chain) to serve HTTPS with; needs --tls-key; reloaded when it changes" },
+  "tls-key": { env: "SIMPLE_OCI_REGISTRY_TLS_KEY", help: "PEM private key for --tls-cert" },
+  htpasswd: { env: "SIMPLE_OCI_REGISTRY_HTPASSWD", help: "require Basic auth on /v2 from this htpasswd file (bcrypt entries, htpasswd -B); re-read when it changes" },
+  "auth-realm": { env: "SIMPLE_OCI_REGISTRY_AUTH_REALM", default: "simple-oci-registry", help: "realm named in WWW-Authenticate with --htpasswd" },
+  "metrics-port": { env: "SIMPLE_OCI_REGISTRY_METRICS_PORT", help: "serve /metrics, /healthz and /readyz on this port (plain HTTP) instead of the main one" },
+  "ns-dirs": { env: "SIMPLE_OCI_REGISTRY_NS_DIRS", boolean: true, help: "for containerd's ?ns=<registry> (mirror use), look under DIR/<registry>/ first" },
+  "watch-interval": { env: "SIMPLE_OCI_REGISTRY_WATCH_INTERVAL", default: "5s", help: "how often --tls-cert, --tls-key and --htpasswd are checked for changes" },
   help: { env: "", boolean: true, help: "show this help" },
   version: { env: "", boolean: true, help: "show the version" },
 };
@@ -101,6 +121,15 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
   if (!/^\d+$/.test(portText) || port > 65535) throw new UsageError(`--port: "${portText}" is not a port number`);
   const logLevel = get("log-level") as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  const tlsCert = get("tls-cert");
+  const tlsKey = get("tls-key");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key go together: give both or neither");
+  const metricsPortText = get("metrics-port");
+  const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
+  if (metricsPortText !== undefined && (!/^\d+$/.test(metricsPortText) || metricsPort! > 65535)) throw new UsageError(`--metrics-port: "${metricsPortText}" is not a port number`);
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) throw new UsageError("--metrics-port must differ from --port (leave it out to serve /metrics on the main port)");
+  // Boolean flags may also come from the environment: 1, true, yes or on.
+  const bool = (name: string) => flags.has(name) || /^(1|true|yes|on)$/i.test(env[FLAGS[name].env] ?? "");
   return {
     kind: "run",
     options: {
@@ -111,6 +140,13 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
       rescanIntervalMs: parseDuration(get("rescan-interval")!, "rescan-interval"),
       logLevel,
       shutdownGraceMs: parseDuration(get("shutdown-grace")!, "shutdown-grace"),
+      tlsCert,
+      tlsKey,
+      htpasswd: get("htpasswd"),
+      authRealm: get("auth-realm")!,
+      metricsPort,
+      nsDirs: bool("ns-dirs"),
+      watchIntervalMs: parseDuration(get("watch-interval")!, "watch-interval"),
     },
   };
 }
