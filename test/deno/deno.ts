@@ -3,12 +3,12 @@
 // with the reason, as the real-tool suites do.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe } from "vitest";
-import { REPO_ROOT } from "../helpers/server.ts";
 import { inCI } from "../helpers/tools.ts";
 
-const LOCAL = join(REPO_ROOT, "node_modules/.bin/deno");
+const LOCAL = join(resolve(dirname(fileURLToPath(import.meta.url)), "../.."), "node_modules/.bin/deno");
 export const DENO = existsSync(LOCAL) ? LOCAL : "deno";
 
 /**

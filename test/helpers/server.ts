@@ -1,6 +1,6 @@
 // Start the registry as a subprocess on a free loopback port, wait until `GET /v2/` answers 200,
-// and stop it with SIGTERM. The command that runs it is pluggable per runtime (Node's built CLI
-// today, `deno run adapters/deno/main.ts` later).
+// and stop it with SIGTERM. The command that runs it is pluggable per runtime: Node's built CLI,
+// and `deno run adapters/deno/main.ts`; suites that run against every runtime use describeRuntimes.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -8,13 +8,18 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { describe } from "vitest";
+import { DENO, denoMissing, OFFLINE_ENV } from "../deno/deno.ts";
 import { run } from "./exec.ts";
+import { inCI } from "./tools.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 export interface RuntimeCommand {
   command: string;
   args: string[];
+  /** Extra environment variables for the process. */
+  env?: Record<string, string>;
 }
 
 export interface RuntimeDefinition {
@@ -22,6 +27,8 @@ export interface RuntimeDefinition {
   prepare?: () => Promise<void>;
   /** The program and arguments that run the server with the given CLI flags. */
   command: (cliArgs: string[]) => RuntimeCommand;
+  /** Why the runtime cannot run on this machine, or undefined when it can. */
+  missing?: () => string | undefined;
 }
 
 const runtimes = new Map<string, RuntimeDefinition>();
@@ -40,19 +47,46 @@ registerRuntime("node", {
   command: (cliArgs) => ({ command: process.execPath, args: [join(REPO_ROOT, "dist/node/cli.js"), ...cliArgs] }),
 });
 
+// The README's command: writes only to the cache folder; no network beyond the listening socket
+// (OFFLINE_ENV makes any npm download fail).
 registerRuntime("deno", {
-  command: (cliArgs) => ({
-    command: existsSync(join(REPO_ROOT, "node_modules/.bin/deno")) ? join(REPO_ROOT, "node_modules/.bin/deno") : "deno",
-    args: ["run", "--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys", join(REPO_ROOT, "adapters/deno/main.ts"), ...cliArgs],
-  }),
+  missing: denoMissing,
+  command: (cliArgs) => {
+    const cache = cliArgs[cliArgs.indexOf("--cache-dir") + 1];
+    const write = cliArgs.includes("--cache-dir") && cache ? `--allow-write=${cache}` : "--allow-write";
+    return { command: DENO, args: ["run", "--allow-read", write, "--allow-net", "--allow-env", join(REPO_ROOT, "adapters/deno/main.ts"), ...cliArgs], env: OFFLINE_ENV };
+  },
 });
+
+/** The runtimes every server suite runs against. */
+export const SERVER_RUNTIMES = ["node", "deno"] as const;
+
+/** The command that runs `runtime` with these CLI flags (after its `prepare`). */
+export async function runtimeCommand(runtime: string, cliArgs: string[]): Promise<RuntimeCommand> {
+  const definition = runtimes.get(runtime);
+  if (!definition) throw new Error(`unknown runtime ${runtime}; known: ${runtimeNames().join(", ")}`);
+  await definition.prepare?.();
+  return definition.command(cliArgs);
+}
+
+/**
+ * Runs `body` once per runtime, each in a describe named after it (h3's describeMatrix). A
+ * runtime missing here is skipped with the reason; in CI (CI=true) it fails the file instead.
+ */
+export function describeRuntimes(body: (runtime: string) => void, names: readonly string[] = SERVER_RUNTIMES): void {
+  for (const runtime of names) {
+    const reason = runtimes.get(runtime)?.missing?.();
+    if (reason && inCI()) throw new Error(`CI=true and runtime ${runtime} is not available: ${reason}`);
+    describe.skipIf(!!reason)(reason ? `${runtime} [skipped: ${reason}]` : runtime, () => body(runtime));
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Build dist/ when it is missing or older than its sources. Test files run in parallel worker
 // processes, so one builds under a lock folder while the others wait for it.
 
-const BUILD_SOURCES = ["core", "adapters/node", "package.json", "tsup.config.ts"];
-const BUILD_OUTPUT = "dist/node/cli.js";
+const BUILD_SOURCES = ["core", "adapters", "package.json", "tsup.config.ts"];
+const BUILD_OUTPUTS = ["dist/node/cli.js", "dist/deno/simple-oci-registry.js"];
 
 function newestMtime(path: string): number {
   let st;
@@ -67,11 +101,11 @@ function newestMtime(path: string): number {
   return newest;
 }
 
-/** True when dist/node/cli.js is missing or older than a file it is built from. */
+/** True when an output (the Node CLI, the Deno single file) is missing or older than a file it is built from. */
 export function buildIsStale(root = REPO_ROOT): boolean {
-  const output = join(root, BUILD_OUTPUT);
-  if (!existsSync(output)) return true;
-  const built = statSync(output).mtimeMs;
+  const outputs = BUILD_OUTPUTS.map((output) => join(root, output));
+  if (!outputs.every((output) => existsSync(output))) return true;
+  const built = Math.min(...outputs.map((output) => statSync(output).mtimeMs));
   return BUILD_SOURCES.some((source) => newestMtime(join(root, source)) > built);
 }
 
@@ -202,10 +236,10 @@ async function startOnce(runtime: RuntimeDefinition, options: StartServerOptions
     options.logLevel ?? "info",
     ...(options.args ?? []),
   ];
-  const { command, args } = runtime.command(cliArgs);
+  const { command, args, env } = runtime.command(cliArgs);
   const child = spawn(command, args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.add(child);
