@@ -72,11 +72,11 @@ describeWithTools([...CONTAINERD_TOOLS], "containerd pulls archives written by r
 
   test("through a hosts.toml mirror (containerd adds ?ns=<upstream>), as kubelet pulls", async () => {
     const hostsDir = join(work, "hosts.d");
-    const mirror = (upstream: string, server: string) => {
+    const mirror = (upstream: string, upstreamUrl: string) => {
       mkdirSync(join(hostsDir, upstream), { recursive: true });
       writeFileSync(
         join(hostsDir, upstream, "hosts.toml"),
-        [`server = ${JSON.stringify(server)}`, "", `[host."http://${server.host}"]`, `  capabilities = ["pull", "resolve"]`, ""].join("\n"),
+        [`server = ${JSON.stringify(upstreamUrl)}`, "", `[host."http://${server.host}"]`, `  capabilities = ["pull", "resolve"]`, ""].join("\n"),
       );
     };
     mirror("docker.io", "https://registry-1.docker.io");
