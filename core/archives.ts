@@ -10,6 +10,7 @@ import { loadDockerSave } from "./docker-save.ts";
 import { ingestGzipTar, isGzip } from "./gzip.ts";
 import type { HasherFactory } from "./hash.ts";
 import { type BlobLocation, defaultLayoutLimits, type Layout, type LayoutLimits, loadLayout } from "./layout.ts";
+import { decompressedAllowance } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import { indexTar, type TarEntry } from "./tar.ts";
 
@@ -38,12 +39,18 @@ export function sameFile(a: FileInfo, b: FileInfo): boolean {
 export interface ArchiveLimits extends LayoutLimits {
   maxEntries: number;
   maxDecompressedBytes: number;
+  /**
+   * A gzipped archive may unpack to at most this many times its own size (past the first GiB):
+   * the mark of a gzip bomb. 0 = no limit.
+   */
+  maxGzipRatio: number;
 }
 
 export const defaultArchiveLimits: ArchiveLimits = {
   ...defaultLayoutLimits,
   maxEntries: 100_000,
   maxDecompressedBytes: 64 * 2 ** 30,
+  maxGzipRatio: 100,
 };
 
 export interface ArchiveStoreOptions {
@@ -243,7 +250,7 @@ export class ArchiveStore {
       cache,
       createHasher,
       maxEntries: this.limits.maxEntries,
-      maxDecompressedBytes: this.limits.maxDecompressedBytes,
+      maxDecompressedBytes: decompressedAllowance(info.size, this.limits.maxDecompressedBytes, this.limits.maxGzipRatio),
     });
     const blobs = new Map<string, BlobLocation>();
     for (const [digest, blob] of result.blobs) blobs.set(digest, { fs: cache, path: blob.path, offset: 0, size: blob.size });

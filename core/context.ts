@@ -2,8 +2,10 @@ import type { ArchiveStore } from "./archives.ts";
 import { OciError } from "./errors.ts";
 import { isValidName, isValidTag, looksLikeDigest, parseDigest } from "./grammar.ts";
 import type { HasherFactory } from "./hash.ts";
+import type { StreamGate } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import type { Lookup, Miss } from "./lookup.ts";
+import type { BlobVerifier } from "./verify.ts";
 
 /** What every route handler is given. */
 export interface Context {
@@ -11,6 +13,10 @@ export interface Context {
   store: ArchiveStore;
   logger: Logger;
   createHasher: HasherFactory;
+  /** Caps blob streams open at once (`--max-open-blobs`). */
+  gate?: StreamGate;
+  /** Hashes each blob the first time it is streamed in full; remembers bad ones. */
+  verifier?: BlobVerifier;
 }
 
 /** Request params as itty-router matched them (not decoded: `%2f` stays and fails the grammar). */

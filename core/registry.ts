@@ -11,9 +11,11 @@ import { errorResponse, OciError } from "./errors.ts";
 import type { FileSystem, WritableFileSystem } from "./fs.ts";
 import { defaultHasher, type HasherFactory } from "./hash.ts";
 import { type Logger, silentLogger } from "./log.ts";
+import { budgetedCache, defaultServingLimits, type ServingLimits, StreamGate } from "./limits.ts";
 import { Lookup } from "./lookup.ts";
 import { getManifest } from "./manifests.ts";
 import { listTags } from "./tags.ts";
+import { BlobVerifier } from "./verify.ts";
 
 export interface RegistryOptions {
   /** The image folder (`--dir`). */
@@ -24,7 +26,8 @@ export interface RegistryOptions {
   createHasher?: HasherFactory;
   /** How often every cached listing and archive is revalidated; 0 turns the timer off. Default 10 minutes. */
   rescanIntervalMs?: number;
-  limits?: Partial<ArchiveLimits>;
+  /** Archive limits (entries, JSON sizes, decompressed size) and serving limits (open blobs, cache size). */
+  limits?: Partial<ArchiveLimits & ServingLimits>;
 }
 
 export interface Registry {
@@ -42,11 +45,15 @@ const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0" };
 export function createRegistry(options: RegistryOptions): Registry {
   const logger = options.logger ?? silentLogger;
   const createHasher = options.createHasher ?? defaultHasher;
-  const store = new ArchiveStore({ fs: options.images, cache: options.cache, createHasher, logger, limits: options.limits });
+  const limits = { ...defaultServingLimits, ...options.limits };
+  const cache = options.cache && budgetedCache(options.cache, limits.maxCacheBytes);
+  const store = new ArchiveStore({ fs: options.images, cache, createHasher, logger, limits: options.limits });
   const lookup = new Lookup(options.images, store);
   const ctx: Context = { lookup, store, logger, createHasher };
 
   const wrap = (handler: (request: RouteRequest, ctx: Context) => Promise<Response>) => (request: RouteRequest) => handler(request, ctx);
+  ctx.gate = new StreamGate(limits);
+  ctx.verifier = new BlobVerifier(createHasher, logger);
   const unsupported = () => {
     throw new OciError("UNSUPPORTED", { reason: "this registry is read-only" });
   };
