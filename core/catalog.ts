@@ -85,7 +85,7 @@ export class Catalog {
  * GET /v2/_catalog?n=&last=: the names with at least one tag, sorted, paginated like tags/list.
  * (A distribution extension: https://distribution.github.io/distribution/spec/api/#catalog)
  */
-export async function listCatalog(request: RouteRequest, ctx: Context & { catalog: Catalog }): Promise<Response> {
+export async function listCatalog(request: RouteRequest, ctx: Context): Promise<Response> {
   const all = await ctx.catalog.names();
   const { items, link } = paginate(all, new URL(request.url), "/v2/_catalog");
   const headers: Record<string, string> = { "Content-Type": "application/json" };

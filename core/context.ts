@@ -1,4 +1,5 @@
 import type { ArchiveStore } from "./archives.ts";
+import type { Catalog } from "./catalog.ts";
 import { OciError } from "./errors.ts";
 import { isValidName, isValidTag, looksLikeDigest, parseDigest } from "./grammar.ts";
 import type { HasherFactory } from "./hash.ts";
@@ -11,6 +12,7 @@ import type { BlobVerifier } from "./verify.ts";
 export interface Context {
   lookup: Lookup;
   store: ArchiveStore;
+  catalog: Catalog;
   logger: Logger;
   createHasher: HasherFactory;
   /** Caps blob streams open at once (`--max-open-blobs`). */

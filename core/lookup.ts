@@ -10,6 +10,9 @@
  * archive. When a folder changed, candidates newer than the cached archive are checked and
  * one that holds the reference replaces it. Misses are cached the same way, so a 404 costs no
  * more than a hit.
+ *
+ * `within(root)` gives a view for containerd's `?ns=<registry>` (`--ns-dirs`): the candidates
+ * under `<root>/` come first, then the usual ones. Views share the caches.
  */
 import { type Archive, type ArchiveStore, isBroken } from "./archives.ts";
 import type { FileInfo, FileSystem } from "./fs.ts";
@@ -19,7 +22,10 @@ import { hasRefAnnotation, type ManifestRecord, type BlobLocation } from "./layo
 
 interface DirListing {
   stamp: string;
+  /** `.oci` entries, sorted. */
   names: string[];
+  /** Other visible entries: possible unpacked layout folders. */
+  others: Set<string>;
 }
 
 interface Candidates {
@@ -52,17 +58,48 @@ export interface Miss {
 
 const stampOf = (info: FileInfo | undefined) => (info && info.kind === "directory" ? `${info.id}/${info.mtimeMs}` : "-");
 
+/** Caches shared by a Lookup and its `within` views. */
+interface LookupState {
+  dirs: Map<string, DirListing>;
+  hits: Map<string, CachedHit<unknown>>;
+  /** Requests answered from the reference cache, and ones that searched the candidates. */
+  stats: { hits: number; misses: number };
+}
+
 export class Lookup {
-  private readonly dirs = new Map<string, DirListing>();
-  private readonly hits = new Map<string, CachedHit<unknown>>();
+  private readonly dirs: Map<string, DirListing>;
+  private readonly hits: Map<string, CachedHit<unknown>>;
+  private readonly state: LookupState;
   private readonly fs: FileSystem;
   private readonly store: ArchiveStore;
+  /** A folder (`<registry>` of `?ns=`) searched before the usual candidates; "" for none. */
+  readonly root: string;
   /** Entries kept in the reference cache at most; the oldest is dropped past it. */
   maxCached = 50_000;
 
-  constructor(fs: FileSystem, store: ArchiveStore) {
+  constructor(fs: FileSystem, store: ArchiveStore, view?: { state: LookupState; root: string }) {
     this.fs = fs;
     this.store = store;
+    this.state = view?.state ?? { dirs: new Map(), hits: new Map(), stats: { hits: 0, misses: 0 } };
+    this.dirs = this.state.dirs;
+    this.hits = this.state.hits;
+    this.root = view?.root ?? "";
+  }
+
+  /** This lookup with the candidates under `<root>/` first (`root` is one folder name, checked by the caller). */
+  within(root: string): Lookup {
+    const view = new Lookup(this.fs, this.store, { state: this.state, root });
+    view.maxCached = this.maxCached;
+    return view;
+  }
+
+  /** Cache hits and misses since start. */
+  get stats(): { hits: number; misses: number } {
+    return this.state.stats;
+  }
+
+  private get roots(): string[] {
+    return this.root === "" ? [""] : [this.root, ""];
   }
 
   /** Forget every cached listing and reference (the periodic rescan). */
@@ -76,73 +113,99 @@ export class Lookup {
     const cached = this.dirs.get(dir);
     if (cached && cached.stamp === stamp) return cached;
     const names = stamp === "-" ? [] : ((await this.fs.list(dir === "" ? "." : dir)) ?? []);
-    const listing = { stamp, names: names.filter((n) => n.endsWith(".oci") && !n.startsWith(".")).sort() };
+    const visible = names.filter((n) => !n.startsWith("."));
+    const listing = { stamp, names: visible.filter((n) => n.endsWith(".oci")).sort(), others: new Set(visible.filter((n) => !n.endsWith(".oci"))) };
     this.dirs.set(dir, listing);
     return listing;
   }
 
-  private static dirsOf(name: string): [string, string, string] {
+  /**
+   * Whether a folder is an unpacked layout now. Not cached with the listing: a folder is often
+   * created first and filled later (skopeo copy ... oci:DIR), which its parent's mtime misses.
+   */
+  private async isLayout(path: string): Promise<boolean> {
+    return (await this.fs.stat(joinPath(path, "index.json")))?.kind === "file";
+  }
+
+  /** The name's own folder, its parent folder (both under `root`) and its last component. */
+  private static dirsOf(name: string, root = ""): [string, string, string] {
     const slash = name.lastIndexOf("/");
     const parent = slash < 0 ? "" : name.slice(0, slash);
     const base = name.slice(slash + 1);
-    return [name, parent, base];
+    return [joinPath(root, name), joinPath(root, parent), base];
   }
 
   private async stamps(name: string): Promise<string[]> {
-    const [own, parent] = Lookup.dirsOf(name);
-    const [a, b] = await Promise.all([this.fs.stat(own), this.fs.stat(parent === "" ? "." : parent)]);
-    return [stampOf(a), stampOf(b)];
+    const stamps: string[] = [];
+    for (const root of this.roots) {
+      const [own, parent] = Lookup.dirsOf(name, root);
+      const [a, b] = await Promise.all([this.fs.stat(own), this.fs.stat(parent === "" ? "." : parent)]);
+      stamps.push(stampOf(a), stampOf(b));
+    }
+    return stamps;
   }
 
   /** Candidate archive paths for a name (and reference), in lookup order. */
   async candidates(name: string, reference?: string): Promise<Candidates> {
-    const [own, parent, base] = Lookup.dirsOf(name);
-    const [a, b] = await Promise.all([this.listing(own), this.listing(parent)]);
     const paths: string[] = [];
-    if (reference !== undefined && a.names.includes(`${reference}.oci`)) paths.push(joinPath(own, `${reference}.oci`));
-    for (const n of a.names) paths.push(joinPath(own, n));
-    if (reference !== undefined && b.names.includes(`${base}:${reference}.oci`)) paths.push(joinPath(parent, `${base}:${reference}.oci`));
-    for (const n of b.names) if (n.startsWith(`${base}:`)) paths.push(joinPath(parent, n));
-    if (b.names.includes(`${base}.oci`)) paths.push(joinPath(parent, `${base}.oci`));
-    return { paths: [...new Set(paths)], stamps: [a.stamp, b.stamp] };
+    const stamps: string[] = [];
+    for (const root of this.roots) {
+      const [own, parent, base] = Lookup.dirsOf(name, root);
+      const [a, b] = await Promise.all([this.listing(own), this.listing(parent)]);
+      if (reference !== undefined && a.names.includes(`${reference}.oci`)) paths.push(joinPath(own, `${reference}.oci`));
+      // An unpacked layout folder stands beside its .oci counterpart (the store skips other folders).
+      if (reference !== undefined && a.others.has(reference) && (await this.isLayout(joinPath(own, reference)))) paths.push(joinPath(own, reference));
+      for (const n of a.names) paths.push(joinPath(own, n));
+      for (const n of [...a.others].sort()) if (await this.isLayout(joinPath(own, n))) paths.push(joinPath(own, n));
+      if (reference !== undefined && b.names.includes(`${base}:${reference}.oci`)) paths.push(joinPath(parent, `${base}:${reference}.oci`));
+      for (const n of b.names) if (n.startsWith(`${base}:`)) paths.push(joinPath(parent, n));
+      if (b.names.includes(`${base}.oci`)) paths.push(joinPath(parent, `${base}.oci`));
+      if (b.others.has(base) && (await this.isLayout(own))) paths.push(own);
+      stamps.push(a.stamp, b.stamp);
+    }
+    return { paths: [...new Set(paths)], stamps };
   }
 
-  /** The tag a candidate's file name gives it (`<name>/<tag>.oci`, `<name>:<tag>.oci`), if any. */
-  static fileTag(name: string, path: string): string | undefined {
+  /**
+   * The tag a candidate's file name gives it (`<name>/<tag>.oci`, `<name>:<tag>.oci`), if any;
+   * with `root`, also for a candidate under `<root>/`.
+   */
+  static fileTag(name: string, path: string, root = ""): string | undefined {
     const [own, parent, base] = Lookup.dirsOf(name);
     let stem: string | undefined;
-    if (path.startsWith(`${own}/`) && path.endsWith(".oci")) stem = path.slice(own.length + 1, -4);
+    if (path.startsWith(`${own}/`)) stem = path.endsWith(".oci") ? path.slice(own.length + 1, -4) : path.slice(own.length + 1);
     else {
       const prefix = joinPath(parent, `${base}:`);
       if (path.startsWith(prefix) && path.endsWith(".oci")) stem = path.slice(prefix.length, -4);
     }
-    return stem !== undefined && !stem.includes("/") && isValidTag(stem) ? stem : undefined;
+    if (stem !== undefined && !stem.includes("/") && isValidTag(stem)) return stem;
+    return root !== "" && path.startsWith(`${root}/`) ? Lookup.fileTag(name, path.slice(root.length + 1)) : undefined;
   }
 
-  /** Tags an archive holds for a name, including the one its file name gives. */
-  static tagsIn(archive: Archive, name: string): Map<string, string> {
+  /** Tags an archive holds for a name, including the one its file name gives (see `fileTag` for `root`). */
+  static tagsIn(archive: Archive, name: string, root = ""): Map<string, string> {
     const tags = archive.tagsFor(name);
-    const fileTag = Lookup.fileTag(name, archive.path);
+    const fileTag = Lookup.fileTag(name, archive.path, root);
     if (fileTag === undefined || tags.has(fileTag)) return tags;
     const [only] = archive.entries;
     if (archive.entries.length !== 1 || hasRefAnnotation(only.annotations)) return tags;
     return new Map([...tags, [fileTag, only.digest]]);
   }
 
-  private static manifestIn(archive: Archive, name: string, reference: string): ManifestRecord | undefined {
-    const digest = looksLikeDigest(reference) ? reference : Lookup.tagsIn(archive, name).get(reference);
+  private static manifestIn(archive: Archive, name: string, reference: string, root = ""): ManifestRecord | undefined {
+    const digest = looksLikeDigest(reference) ? reference : Lookup.tagsIn(archive, name, root).get(reference);
     return digest === undefined ? undefined : archive.manifests.get(digest);
   }
 
   async manifest(name: string, reference: string): Promise<ManifestHit | Miss> {
-    return this.find(`m\0${name}\0${reference}`, name, reference, (archive) => {
-      const record = Lookup.manifestIn(archive, name, reference);
+    return this.find(`m\0${this.root}\0${name}\0${reference}`, name, reference, (archive) => {
+      const record = Lookup.manifestIn(archive, name, reference, this.root);
       return record && { archive, record };
     });
   }
 
   async blob(name: string, digest: string): Promise<BlobHit | Miss> {
-    return this.find(`b\0${name}\0${digest}`, name, undefined, (archive) => {
+    return this.find(`b\0${this.root}\0${name}\0${digest}`, name, undefined, (archive) => {
       const location = archive.blobs.get(digest);
       return location && { archive, location };
     });
@@ -155,7 +218,7 @@ export class Lookup {
     const tags = new Set<string>();
     for (const path of paths) {
       const archive = await this.store.open(path);
-      if (archive && !isBroken(archive)) for (const tag of Lookup.tagsIn(archive, name).keys()) tags.add(tag);
+      if (archive && !isBroken(archive)) for (const tag of Lookup.tagsIn(archive, name, this.root).keys()) tags.add(tag);
     }
     return [...tags].sort();
   }
@@ -176,11 +239,15 @@ export class Lookup {
       const stamps = await this.stamps(name);
       const foldersUnchanged = stamps.every((s, i) => s === cached.stamps[i]);
       if (cached.path === undefined) {
-        if (foldersUnchanged) return { problems: [] };
+        if (foldersUnchanged) {
+          this.state.stats.hits++;
+          return { problems: [] };
+        }
       } else {
         const archive = await this.store.open(cached.path);
         const value = archive && !isBroken(archive) ? holds(archive) : undefined;
         if (value) {
+          this.state.stats.hits++;
           if (foldersUnchanged) return value;
           const newer = await this.newerHolder(name, reference, cached.path, archive!.info.mtimeMs, holds);
           const winner = newer ?? value;
@@ -219,6 +286,7 @@ export class Lookup {
     reference: string | undefined,
     holds: (archive: Archive) => T | undefined,
   ): Promise<T | Miss> {
+    this.state.stats.misses++;
     const { paths, stamps } = await this.candidates(name, reference);
     const problems: string[] = [];
     for (const path of paths) {

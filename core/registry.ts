@@ -4,18 +4,25 @@
  */
 import { Router } from "itty-router";
 import { ArchiveStore, type ArchiveLimits } from "./archives.ts";
+import { HtpasswdAuth, type HtpasswdOptions } from "./auth.ts";
 import { getBlob } from "./blobs.ts";
 import { collectGarbage } from "./cache-gc.ts";
 import type { Context, RouteRequest } from "./context.ts";
 import { errorResponse, OciError } from "./errors.ts";
 import type { FileSystem, WritableFileSystem } from "./fs.ts";
 import { defaultHasher, type HasherFactory } from "./hash.ts";
+import { Health, operationsHandler } from "./health.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { budgetedCache, defaultServingLimits, type ServingLimits, StreamGate } from "./limits.ts";
 import { Lookup } from "./lookup.ts";
 import { getManifest } from "./manifests.ts";
+import { Metrics } from "./metrics.ts";
+import { requestNamespace } from "./namespace.ts";
+import { scanFolder } from "./scan.ts";
 import { listTags } from "./tags.ts";
 import { BlobVerifier } from "./verify.ts";
+import { Catalog, listCatalog } from "./catalog.ts";
+import { listReferrers } from "./referrers.ts";
 
 export interface RegistryOptions {
   /** The image folder (`--dir`). */
@@ -28,6 +35,14 @@ export interface RegistryOptions {
   rescanIntervalMs?: number;
   /** Archive limits (entries, JSON sizes, decompressed size) and serving limits (open blobs, cache size). */
   limits?: Partial<ArchiveLimits & ServingLimits>;
+  /** Basic auth on every /v2 route against an htpasswd file (`--htpasswd`); off when absent. */
+  htpasswd?: HtpasswdOptions;
+  /** With containerd's `?ns=<registry>`, look under `<dir>/<registry>/` first (`--ns-dirs`). */
+  nsDirs?: boolean;
+  /** Answer /metrics, /healthz and /readyz in `fetch` too (default true; false with `--metrics-port`). */
+  operationsOnMainPort?: boolean;
+  /** Index every archive in the folder at start; /readyz answers 503 until done (default false). */
+  initialScan?: boolean;
 }
 
 export interface Registry {
@@ -36,6 +51,12 @@ export interface Registry {
   rescan(): Promise<void>;
   /** Stop the rescan timer. */
   close(): void;
+  /** /metrics, /healthz and /readyz alone (404 for anything else), for `--metrics-port`. */
+  operations(request: Request): Promise<Response>;
+  metrics: Metrics;
+  health: Health;
+  /** Settles when the first scan is done (at once without `initialScan`). */
+  scanned: Promise<void>;
 }
 
 export const DEFAULT_RESCAN_INTERVAL_MS = 10 * 60 * 1000;
@@ -43,15 +64,33 @@ export const DEFAULT_RESCAN_INTERVAL_MS = 10 * 60 * 1000;
 const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0" };
 
 export function createRegistry(options: RegistryOptions): Registry {
-  const logger = options.logger ?? silentLogger;
+  const metrics = new Metrics();
+  const logger = metrics.observeLogger(options.logger ?? silentLogger);
   const createHasher = options.createHasher ?? defaultHasher;
   const limits = { ...defaultServingLimits, ...options.limits };
   const cache = options.cache && budgetedCache(options.cache, limits.maxCacheBytes);
   const store = new ArchiveStore({ fs: options.images, cache, createHasher, logger, limits: options.limits });
   const lookup = new Lookup(options.images, store);
-  const ctx: Context = { lookup, store, logger, createHasher };
+  const catalog = new Catalog(options.images, store);
+  const ctx: Context = { lookup, store, catalog, logger, createHasher };
+  metrics.source("lookup_cache_hits_total", "counter", "Lookups answered from the reference cache.", () => lookup.stats.hits);
+  metrics.source("lookup_cache_misses_total", "counter", "Lookups that searched the candidate archives.", () => lookup.stats.misses);
+  const health = new Health(options.images, { scanned: !options.initialScan });
+  const scanned = options.initialScan ? scanFolder(options.images, store, logger).then(() => void (health.scanned = true)) : Promise.resolve();
+  const operations = operationsHandler(health, metrics);
+  const auth = options.htpasswd && new HtpasswdAuth(options.htpasswd, { logger, createHasher });
+  if (auth) auth.onFailure = (reason) => metrics.authFailures.inc({ reason });
+  const authenticate = async (request: RouteRequest) => {
+    if (!auth || !/^\/v2(\/|$)/.test(new URL(request.url).pathname)) return;
+    const denied = await auth.check(request);
+    if (denied) throw denied;
+  };
+  const contextFor = (request: Request): Context => {
+    const root = options.nsDirs ? requestNamespace(request) : undefined;
+    return root ? { ...ctx, lookup: lookup.within(root) } : ctx;
+  };
 
-  const wrap = (handler: (request: RouteRequest, ctx: Context) => Promise<Response>) => (request: RouteRequest) => handler(request, ctx);
+  const wrap = (handler: (request: RouteRequest, ctx: Context) => Promise<Response>) => (request: RouteRequest) => handler(request, contextFor(request));
   ctx.gate = new StreamGate(limits);
   ctx.verifier = new BlobVerifier(createHasher, logger);
   const unsupported = () => {
@@ -59,6 +98,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   };
 
   const router = Router<RouteRequest>({
+    before: [authenticate],
     catch: (err: unknown, request: RouteRequest) => {
       if (err instanceof OciError) return errorResponse(err, request.method);
       logger.error("request failed", { method: request.method, url: request.url, error: (err as Error)?.message ?? String(err) });
@@ -82,7 +122,9 @@ export function createRegistry(options: RegistryOptions): Registry {
     .head("/v2/:name+/manifests/:reference", wrap(getManifest))
     .get("/v2/:name+/blobs/:digest", wrap(getBlob))
     .head("/v2/:name+/blobs/:digest", wrap(getBlob))
+    .get("/v2/_catalog", wrap(listCatalog))
     .get("/v2/:name+/tags/list", wrap(listTags))
+    .get("/v2/:name+/referrers/:digest", wrap(listReferrers))
     .all("/v2/*", (request: RouteRequest) => {
       if (request.method !== "GET" && request.method !== "HEAD") return unsupported();
       return undefined;
@@ -94,6 +136,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     (rescanning ??= (async () => {
       try {
         lookup.clear();
+        catalog.clear();
         const current = await store.revalidate();
         if (options.cache && store.busy === 0) await collectGarbage(options.cache, current, logger);
         logger.info("rescan done", { archives: current.length });
@@ -109,8 +152,11 @@ export function createRegistry(options: RegistryOptions): Registry {
     (timer as { unref?: () => void }).unref?.();
   }
 
+  const onMainPort = options.operationsOnMainPort ?? true;
   return {
-    fetch: async (request: Request) => {
+    fetch: metrics.instrument(async (request: Request) => {
+      const answer = onMainPort ? await operations(request) : undefined;
+      if (answer) return answer;
       try {
         return await router.fetch(request as RouteRequest);
       } catch (e) {
@@ -118,8 +164,12 @@ export function createRegistry(options: RegistryOptions): Registry {
         logger.error("unhandled", { error: (e as Error)?.message });
         return errorResponse(new OciError("UNKNOWN"), request.method);
       }
-    },
+    }),
     rescan,
     close: () => clearInterval(timer),
+    operations: metrics.instrument(async (request: Request) => (await operations(request)) ?? new Response("not found\n", { status: 404 })),
+    metrics,
+    health,
+    scanned,
   };
 }
