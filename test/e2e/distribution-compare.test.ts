@@ -69,6 +69,8 @@ function probesFor(archive: RealArchive, name: string): Probe[] {
     `bytes=${size - 1}-`,
     `bytes=${size}-`,
     `bytes=${size + 5}-${size + 10}`,
+    `bytes=${Math.floor(size / 3)}-${Math.floor(size / 3) + 70_000}`,
+    `bytes=-${size + 10}`,
   ]) {
     probes.push({ title: `range ${range}`, method: "GET", path: `/v2/${name}/blobs/${layer}`, headers: { Range: range } });
   }
