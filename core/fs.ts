@@ -5,6 +5,13 @@
  * Paths are relative, `/`-separated and never start with `/` or contain `..`: every
  * implementation is rooted at a folder (`--dir`, `--cache-dir`) and resolves paths under it.
  * "Not there" is `undefined`, never an exception; other failures (permissions, I/O) throw.
+ *
+ * Symlinks (every disk adapter must do the same): a path is followed only when its real path,
+ * with every symlink resolved, is inside the root or inside one of the extra allowed roots the
+ * adapter was given (`--allow-symlink-root`). Otherwise `list`, `stat`, `read` and `stream`
+ * answer `undefined`, as if nothing were there, and the adapter logs the path once. Checking
+ * may be cached per path and file identity (a retargeted link resolves to another identity).
+ * The Node version is adapters/node/confine.ts.
  */
 
 export interface FileInfo {

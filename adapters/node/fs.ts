@@ -1,6 +1,7 @@
 /**
  * `FileSystem` on node:fs/promises, rooted at a folder. Paths must be relative and may not
- * contain `..` or NUL; symlinks inside the root are followed (wherever they point).
+ * contain `..` or NUL; symlinks inside the root are followed only when their target resolves
+ * inside the root or an allowed root (confine.ts; the rule is in core/fs.ts).
  * ENOENT / ENOTDIR answer `undefined`; every other error propagates.
  */
 import { randomBytes } from "node:crypto";
@@ -8,12 +9,15 @@ import { constants, type BigIntStats } from "node:fs";
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { FileInfo, StreamOptions, WritableFileSystem } from "../../core/fs.ts";
+import { confinement, type ConfinementOptions } from "./confine.ts";
 
 export interface NodeFileSystemOptions {
   /** Allow `write` and `remove` (default false: they throw EROFS). */
   writable?: boolean;
   /** Bytes per positioned read when streaming (default 512 KiB). */
   chunkSize?: number;
+  /** Where symlinks may lead besides the root (`--allow-symlink-root`), and who hears of refusals. */
+  symlinks?: ConfinementOptions;
 }
 
 // O_NONBLOCK so that opening a FIFO placed in the folder cannot hang; no effect on regular files.
@@ -24,6 +28,17 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
   const chunkSize = options.chunkSize ?? 512 * 1024;
   if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError("chunkSize must be a positive integer");
   const at = (path: string) => resolveUnder(base, path);
+  // A path whose real location is outside the root (and the allowed roots) is "not there".
+  const confine = confinement(base, options.symlinks);
+  const openConfined = async (path: string) => {
+    const full = at(path);
+    const file = await openFile(full);
+    if (file && !(await confine.allows(full, file.info.id))) {
+      await file.handle.close();
+      return undefined;
+    }
+    return file;
+  };
   const checkWritable = () => {
     if (!options.writable) {
       throw Object.assign(new Error(`EROFS: ${base} is read-only (nodeFileSystem was created without { writable: true })`), { code: "EROFS" });
@@ -33,7 +48,9 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
   return {
     async list(path) {
       try {
-        return await readdir(at(path));
+        const full = at(path);
+        const names = await readdir(full);
+        return (await confine.allows(full)) ? names : undefined;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
@@ -42,7 +59,9 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
 
     async stat(path) {
       try {
-        return infoOf(await stat(at(path), { bigint: true }));
+        const full = at(path);
+        const info = infoOf(await stat(full, { bigint: true }));
+        return (await confine.allows(full, info.id)) ? info : undefined;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
@@ -52,7 +71,7 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
     async read(path, offset, length) {
       checkCount("offset", offset);
       checkCount("length", length);
-      const file = await openFile(at(path));
+      const file = await openConfined(path);
       if (!file) return undefined;
       try {
         // Clamped to the size at open, so a huge `length` ("the rest") never allocates more than the file.
@@ -69,7 +88,7 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
       checkCount("start", start);
       checkCount("end", end);
       if (end < start) throw new RangeError(`stream range ${start}-${end} ends before it starts`);
-      const file = await openFile(at(path));
+      const file = await openConfined(path);
       if (!file) return undefined;
       const { handle, info } = file;
       const { expect } = streamOptions;

@@ -28,11 +28,17 @@ export function defaultCacheDir(): string {
 
 export async function serve(options: ServerOptions, logger: Logger): Promise<RunningServer> {
   const registry = createRegistry({
-    images: nodeFileSystem(options.dir),
+    images: nodeFileSystem(options.dir, {
+      symlinks: {
+        allowedRoots: options.allowSymlinkRoots,
+        onRefused: (path, realPath) => logger.warn("symlink leads outside --dir, ignored", { file: path, target: realPath }),
+      },
+    }),
     cache: nodeFileSystem(options.cacheDir ?? defaultCacheDir(), { writable: true }),
     logger,
     createHasher: nodeHasher,
     rescanIntervalMs: options.rescanIntervalMs,
+    limits: options.limits,
   });
   const adapter = createServerAdapter(async (request: Request) => {
     const response = await registry.fetch(request);

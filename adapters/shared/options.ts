@@ -2,12 +2,15 @@
  * Command-line flags and environment variables, shared by the Node and Deno adapters so both
  * accept exactly the same options. Runtime-free: adapters pass argv and the environment in.
  */
+import { LIMIT_FLAGS, type LimitOptions, limitOptions } from "./limit-options.ts";
+
 export const VERSION = "0.1.0";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export const LOG_LEVELS: LogLevel[] = ["debug", "info", "warn", "error"];
 
-export interface ServerOptions {
+/** Limit and symlink flags (`limits`, `allowSymlinkRoots`) come from limit-options.ts. */
+export interface ServerOptions extends LimitOptions {
   dir: string;
   port: number;
   host: string;
@@ -54,6 +57,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   "metrics-port": { env: "SIMPLE_OCI_REGISTRY_METRICS_PORT", help: "serve /metrics, /healthz and /readyz on this port (plain HTTP) instead of the main one" },
   "ns-dirs": { env: "SIMPLE_OCI_REGISTRY_NS_DIRS", boolean: true, help: "for containerd's ?ns=<registry> (mirror use), look under DIR/<registry>/ first" },
   "watch-interval": { env: "SIMPLE_OCI_REGISTRY_WATCH_INTERVAL", default: "5s", help: "how often --tls-cert, --tls-key and --htpasswd are checked for changes" },
+  ...LIMIT_FLAGS,
   help: { env: "", boolean: true, help: "show this help" },
   version: { env: "", boolean: true, help: "show the version" },
 };
@@ -140,6 +144,7 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
       rescanIntervalMs: parseDuration(get("rescan-interval")!, "rescan-interval"),
       logLevel,
       shutdownGraceMs: parseDuration(get("shutdown-grace")!, "shutdown-grace"),
+      ...limitOptions(get, (message) => new UsageError(message)),
       tlsCert,
       tlsKey,
       htpasswd: get("htpasswd"),
