@@ -52,8 +52,9 @@ export function serve(options: ServerOptions, logger: Logger): RunningServer {
       const url = new URL(request.url);
       const remote = info.remoteAddr.hostname; // readable only while the request is open
       const response = await registry.fetch(request);
+      const body = response.body && guard(response.body, url.pathname + url.search, logger, cut.signal);
       info.completed.then(
-        () => false,
+        () => body?.failed ?? false,
         () => true,
       ).then((aborted) => {
         inFlight--;
@@ -67,9 +68,8 @@ export function serve(options: ServerOptions, logger: Logger): RunningServer {
           aborted,
         });
       });
-      if (!response.body) return response;
-      const body = response.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>(), { signal: cut.signal });
-      return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+      if (!body) return response;
+      return new Response(body.stream, { status: response.status, statusText: response.statusText, headers: response.headers });
     });
   } catch (e) {
     registry.close();
@@ -91,4 +91,56 @@ export function serve(options: ServerOptions, logger: Logger): RunningServer {
     }
   };
   return { server, registry, url, close };
+}
+
+/**
+ * The response body as Deno.serve sends it: a body that fails (an archive truncated under a
+ * download) is logged as the Node adapter logs it and breaks the transfer, a client that goes
+ * away cancels it (releasing its file), and `cut` ends it when the shutdown grace period is over.
+ * One chunk is read per pull, so a slow client holds no more than that in memory.
+ */
+function guard(body: ReadableStream<Uint8Array>, path: string, logger: Logger, cut: AbortSignal): { stream: ReadableStream<Uint8Array>; readonly failed: boolean } {
+  const reader = body.getReader();
+  let onCut: (() => void) | undefined;
+  let failed = false;
+  const release = () => cut.removeEventListener("abort", onCut!);
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        onCut = () => {
+          failed = true;
+          controller.error(cut.reason);
+          reader.cancel(cut.reason).catch(() => {});
+        };
+        if (cut.aborted) onCut();
+        else cut.addEventListener("abort", onCut, { once: true });
+      },
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            release();
+            controller.close();
+          } else controller.enqueue(value);
+        } catch (err) {
+          release();
+          if (cut.aborted) return;
+          failed = true;
+          logger.warn("response aborted", { path, error: (err as Error)?.message ?? String(err) });
+          controller.error(err);
+        }
+      },
+      cancel(reason) {
+        release();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return {
+    stream,
+    get failed() {
+      return failed;
+    },
+  };
 }
