@@ -102,4 +102,9 @@ describeWithTools([...CONTAINERD_TOOLS], "containerd pulls archives written by r
   test("an unknown tag fails the pull with not found", async () => {
     await expect(containerd.pull(`${server.host}/umoci:does-not-exist`, [], { namespace: namespace() })).rejects.toThrow(/not found/);
   });
+
+  test("the server logged no warnings or errors", () => {
+    const problems = server.logLines().filter((line) => line.level === "warn" || line.level === "error");
+    expect(problems).toEqual([]);
+  });
 });

@@ -202,4 +202,9 @@ describeWithTools(["skopeo", "docker-registry"], "responses match CNCF distribut
     const base = await fetch(`${server.url}/v2/`);
     expect(base.headers.get("docker-distribution-api-version")).toBe("registry/2.0");
   });
+
+  test("the server logged no warnings or errors", () => {
+    const problems = server.logLines().filter((line) => line.level === "warn" || line.level === "error");
+    expect(problems).toEqual([]);
+  });
 });

@@ -51,4 +51,9 @@ describeWithTools(["podman"], "podman pulls archives written by real tools", () 
       }
     });
   }
+
+  test("the server logged no warnings or errors", () => {
+    const problems = server.logLines().filter((line) => line.level === "warn" || line.level === "error");
+    expect(problems).toEqual([]);
+  });
 });

@@ -95,4 +95,9 @@ describeWithTools(["skopeo"], "skopeo pulls archives written by real tools", () 
       expect(readFileSync(join(out, "blobs", digest.replace(":", "/"))).equals(archive.contents.blob(digest)!)).toBe(true);
     }
   });
+
+  test("the server logged no warnings or errors", () => {
+    const problems = server.logLines().filter((line) => line.level === "warn" || line.level === "error");
+    expect(problems).toEqual([]);
+  });
 });
