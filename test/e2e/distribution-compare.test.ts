@@ -139,7 +139,9 @@ describeWithTools(["skopeo", "docker-registry"], "responses match CNCF distribut
     tools = new RealTools({ dir: join(work, "tools"), containerd: () => (containerd ??= startContainerd()) });
     for (const archive of await tools.all()) archives.set(archive.id as VariantId, archive);
     placeArchives(join(work, "registry"), [...archives.values()]);
-    [server, distribution] = await Promise.all([startServer({ dir: join(work, "registry") }), startDistribution()]);
+    // One after the other: if one fails to start, the other is already assigned and afterAll stops it.
+    distribution = await startDistribution();
+    server = await startServer({ dir: join(work, "registry") });
     // Push every tag of every archive, from the archive's own bytes (a skopeo dir: folder).
     let n = 0;
     for (const archive of archives.values()) {

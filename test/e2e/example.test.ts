@@ -125,7 +125,9 @@ describeWithTools([...CONTAINERD_TOOLS, "skopeo"], "containerd pulls and runs he
   let server: RunningServer;
   let containerd: Containerd;
   beforeAll(async () => {
-    [server, containerd] = await Promise.all([startServer({ dir: EXAMPLES }), startContainerd()]);
+    // One after the other: if one fails to start, the other is already assigned and afterAll stops it.
+    containerd = await startContainerd();
+    server = await startServer({ dir: EXAMPLES });
   });
   afterAll(async () => {
     await server?.stop();
