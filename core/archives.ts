@@ -123,8 +123,8 @@ export class ArchiveStore {
         this.entries.delete(path);
         continue;
       }
-      const archive = await entry.promise;
-      if (!isBroken(archive)) current.push(archive);
+      const archive = await entry.promise.catch(() => undefined);
+      if (archive && !isBroken(archive)) current.push(archive);
     }
     return current;
   }
@@ -150,12 +150,15 @@ export class ArchiveStore {
       });
       return archive;
     } catch (e) {
-      const error = e instanceof ArchiveError ? e.message : `cannot read: ${(e as Error).message}`;
-      logger.error("archive unusable", { file: path, problem: error });
-      // Let a transient I/O failure be retried on the next request.
+      const message = (e as Error)?.message ?? String(e);
+      const error = e instanceof ArchiveError || message.startsWith("cannot ") ? message : `cannot read: ${message}`;
+      logger.error("archive unusable", { file: path, problem: error, ...(e instanceof ArchiveError ? {} : { retry: "next request" }) });
+      if (e instanceof ArchiveError) return { path, info, error };
+      // A transient failure (I/O error, permissions, a full cache) is not the archive's fault: it
+      // fails the requests that touch this file with 500 UNKNOWN, and the next request retries.
       // (The entry was stored before the first await of indexing, so it is there to remove.)
-      if (!(e instanceof ArchiveError) && this.entries.get(path)?.info === info) this.entries.delete(path);
-      return { path, info, error };
+      if (this.entries.get(path)?.info === info) this.entries.delete(path);
+      throw e;
     } finally {
       this.busy--;
     }
