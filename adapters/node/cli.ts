@@ -3,9 +3,12 @@
 import { readdir, stat } from "node:fs/promises";
 import { parseArgs, UsageError } from "../shared/options.ts";
 import { jsonLogger } from "../shared/logger.ts";
+import { runCheck } from "./check.ts";
+import { preflight } from "./operations.ts";
 import { serve } from "./server.ts";
 
 async function main(): Promise<number> {
+  if (process.argv[2] === "check") return runCheck(process.argv.slice(3), process.env, (t) => process.stdout.write(t), (t) => process.stderr.write(t));
   let parsed;
   try {
     parsed = parseArgs(process.argv.slice(2), process.env);
@@ -34,6 +37,12 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  const problem = await preflight(options);
+  if (problem) {
+    process.stderr.write(`simple-oci-registry: ${problem}\n`);
+    return 1;
+  }
+
   const logger = jsonLogger(options.logLevel, (line) => process.stderr.write(`${line}\n`));
   let running;
   try {
@@ -42,7 +51,7 @@ async function main(): Promise<number> {
     process.stderr.write(`simple-oci-registry: cannot listen on ${options.host}:${options.port}: ${(e as Error).message}\n`);
     return 1;
   }
-  logger.info("listening", { url: running.url, dir: options.dir });
+  logger.info("listening", { url: running.url, dir: options.dir, ...(running.operationsUrl && { operations: running.operationsUrl }) });
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -3,21 +3,27 @@
  * line per request and a graceful shutdown.
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Server as HttpsServer } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServerAdapter } from "@whatwg-node/server";
 import type { Logger } from "../../core/log.ts";
 import { createRegistry, type Registry } from "../../core/registry.ts";
 import { logRequest } from "../shared/access-log.ts";
+import { operationsOptions } from "../shared/operations.ts";
 import type { ServerOptions } from "../shared/options.ts";
 import { nodeFileSystem } from "./fs.ts";
 import { nodeHasher } from "./hash.ts";
+import { serveOperations } from "./operations.ts";
+import { configFileSystem, createTlsServer } from "./tls.ts";
 import { sendResponse } from "./send.ts";
 
 export interface RunningServer {
-  server: Server;
+  server: Server | HttpsServer;
   registry: Registry;
   url: string;
+  /** `--metrics-port`: where /metrics, /healthz and /readyz are (else on `url`). */
+  operationsUrl?: string;
   /** Stop accepting, let in-flight requests finish within `graceMs`, then close the rest. */
   close(graceMs?: number): Promise<void>;
 }
@@ -39,6 +45,7 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     createHasher: nodeHasher,
     rescanIntervalMs: options.rescanIntervalMs,
     limits: options.limits,
+    ...operationsOptions(options, configFileSystem),
   });
   const adapter = createServerAdapter(async (request: Request) => {
     const response = await registry.fetch(request);
@@ -48,7 +55,7 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
   });
   const inFlight = new Set<ServerResponse>();
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     inFlight.add(res);
     let finished = false;
@@ -73,7 +80,10 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
         if (!res.headersSent) res.writeHead(500).end();
         else res.destroy();
       });
-  });
+  };
+  const { tlsCert, tlsKey, watchIntervalMs } = options;
+  const tls = tlsCert && tlsKey ? await createTlsServer({ tlsCert, tlsKey, watchIntervalMs }, handle, logger) : undefined;
+  const server = tls?.server ?? createServer(handle);
   server.keepAliveTimeout = 65_000;
 
   await new Promise<void>((resolve, reject) => {
@@ -86,10 +96,14 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
   const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  const url = `http://${host}:${port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${port}`;
+  const operations = options.metricsPort === undefined ? undefined : await serveOperations(registry, options.metricsPort, options.metricsHost ?? options.host, logger);
 
   const close = async (graceMs = options.shutdownGraceMs) => {
     registry.close();
+    tls?.watcher.stop();
+    operations?.server.close();
+    operations?.server.closeAllConnections();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Keep-alive connections become idle as their downloads finish: close them as they do.
     server.closeIdleConnections();
@@ -102,5 +116,5 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     clearInterval(sweep);
     clearTimeout(timer);
   };
-  return { server, registry, url, close };
+  return { server, registry, url, operationsUrl: operations?.url, close };
 }

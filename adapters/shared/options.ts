@@ -28,6 +28,8 @@ export interface ServerOptions extends LimitOptions {
   authRealm?: string;
   /** Port for /metrics, /healthz and /readyz (`--metrics-port`); `undefined`: on the main port. */
   metricsPort?: number;
+  /** Address for `--metrics-port` (`--metrics-host`); `undefined`: the same as `host`. */
+  metricsHost?: string;
   /** Look under `<dir>/<registry>/` first for containerd's `?ns=<registry>` (`--ns-dirs`). */
   nsDirs?: boolean;
   /** How often the TLS files and the htpasswd file are checked for changes (`--watch-interval`; default 5 s). */
@@ -55,6 +57,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   htpasswd: { env: "SIMPLE_OCI_REGISTRY_HTPASSWD", help: "require Basic auth on /v2 from this htpasswd file (bcrypt entries, htpasswd -B); re-read when it changes" },
   "auth-realm": { env: "SIMPLE_OCI_REGISTRY_AUTH_REALM", default: "simple-oci-registry", help: "realm named in WWW-Authenticate with --htpasswd" },
   "metrics-port": { env: "SIMPLE_OCI_REGISTRY_METRICS_PORT", help: "serve /metrics, /healthz and /readyz on this port (plain HTTP) instead of the main one" },
+  "metrics-host": { env: "SIMPLE_OCI_REGISTRY_METRICS_HOST", help: "address for --metrics-port (default: --host), e.g. 0.0.0.0 for Prometheus while the registry listens on 127.0.0.1" },
   "ns-dirs": { env: "SIMPLE_OCI_REGISTRY_NS_DIRS", boolean: true, help: "for containerd's ?ns=<registry> (mirror use), look under DIR/<registry>/ first" },
   "watch-interval": { env: "SIMPLE_OCI_REGISTRY_WATCH_INTERVAL", default: "5s", help: "how often --tls-cert, --tls-key and --htpasswd are checked for changes" },
   ...LIMIT_FLAGS,
@@ -80,7 +83,7 @@ export function parseDuration(value: string, flag: string): number {
 export type ParsedArgs = { kind: "help"; text: string } | { kind: "version"; text: string } | { kind: "run"; options: ServerOptions };
 
 export function helpText(command = "simple-oci-registry"): string {
-  const lines = [`Usage: ${command} --dir DIR [options]`, "", "Serves the images in DIR's .oci archives over the OCI Distribution (pull) API.", "", "Options:"];
+  const lines = [`Usage: ${command} --dir DIR [options]`, `       ${command} check --dir DIR [--json]    (what DIR would serve, and its problems; see check --help)`, "", "Serves the images in DIR's .oci archives over the OCI Distribution (pull) API.", "", "Options:"];
   for (const [name, spec] of Object.entries(FLAGS)) {
     const flag = spec.boolean ? `--${name}` : `--${name} VALUE`;
     const extra = [spec.default !== undefined ? `default ${spec.default}` : "", spec.env ? `env ${spec.env}` : ""].filter(Boolean).join("; ");
@@ -150,6 +153,7 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
       htpasswd: get("htpasswd"),
       authRealm: get("auth-realm")!,
       metricsPort,
+      metricsHost: get("metrics-host"),
       nsDirs: bool("ns-dirs"),
       watchIntervalMs: parseDuration(get("watch-interval")!, "watch-interval"),
     },

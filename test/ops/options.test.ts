@@ -14,8 +14,8 @@ describe("issue 6 options", () => {
   });
 
   it("reads every flag", () => {
-    const o = run(["--tls-cert", "/tls/tls.crt", "--tls-key=/tls/tls.key", "--htpasswd", "/auth/htpasswd", "--auth-realm", "Images", "--metrics-port", "9100", "--ns-dirs", "--watch-interval", "1s"]);
-    expect(o).toMatchObject({ tlsCert: "/tls/tls.crt", tlsKey: "/tls/tls.key", htpasswd: "/auth/htpasswd", authRealm: "Images", metricsPort: 9100, nsDirs: true, watchIntervalMs: 1000 });
+    const o = run(["--tls-cert", "/tls/tls.crt", "--tls-key=/tls/tls.key", "--htpasswd", "/auth/htpasswd", "--auth-realm", "Images", "--metrics-port", "9100", "--metrics-host", "0.0.0.0", "--ns-dirs", "--watch-interval", "1s"]);
+    expect(o).toMatchObject({ tlsCert: "/tls/tls.crt", tlsKey: "/tls/tls.key", htpasswd: "/auth/htpasswd", authRealm: "Images", metricsPort: 9100, metricsHost: "0.0.0.0", nsDirs: true, watchIntervalMs: 1000 });
   });
 
   it("reads every flag from the environment, booleans included", () => {
@@ -44,7 +44,7 @@ describe("issue 6 options", () => {
 
   it("--help lists the new flags with their variables", () => {
     const text = helpText();
-    for (const flag of ["--tls-cert", "--tls-key", "--htpasswd", "--auth-realm", "--metrics-port", "--ns-dirs", "--watch-interval"]) expect(text).toContain(flag);
+    for (const flag of ["--tls-cert", "--tls-key", "--htpasswd", "--auth-realm", "--metrics-port", "--metrics-host", "--ns-dirs", "--watch-interval"]) expect(text).toContain(flag);
     expect(text).toContain("SIMPLE_OCI_REGISTRY_NS_DIRS");
   });
 });
