@@ -14,7 +14,11 @@ export interface RunningServer {
   server: Deno.HttpServer<Deno.NetAddr>;
   registry: Registry;
   url: string;
-  /** Stop accepting, let in-flight requests finish within `graceMs`, then cut the rest. */
+  /**
+   * Stop accepting, let in-flight requests finish within `graceMs`, then cut the rest. Deno has
+   * no way to drop a connection whose client stopped reading once shutdown has begun, so such
+   * a connection stays open until the process exits (which the CLI then does).
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -81,16 +85,23 @@ export function serve(options: ServerOptions, logger: Logger): RunningServer {
   const close = async (graceMs = options.shutdownGraceMs) => {
     registry.close();
     const finished = server.shutdown();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const over = await Promise.race([finished.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
-    clearTimeout(timer);
-    if (over) {
-      logger.warn("shutdown grace period over, closing connections", { inFlight });
-      cut.abort(new Error("shutdown grace period over"));
-      await finished;
-    }
+    if (await settlesWithin(finished, graceMs)) return;
+    logger.warn("shutdown grace period over, closing connections", { inFlight });
+    cut.abort(new Error("shutdown grace period over"));
+    // A cut body ends its connection at Deno's next read of it; a client that stopped reading
+    // never lets that happen, so do not wait for it long.
+    await settlesWithin(finished, 1000);
   };
   return { server, registry, url, close };
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([promise.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
