@@ -181,6 +181,8 @@ export interface StartServerOptions {
   logLevel?: string;
   /** How long to wait for `GET /v2/` to answer 200 (default 30 s). */
   readyTimeoutMs?: number;
+  /** Sends the readiness request and answers its status (default: plain `GET /v2/`); for TLS or credentials. */
+  probe?: (port: number) => Promise<number>;
 }
 
 export interface RunningServer {
@@ -288,10 +290,14 @@ async function startOnce(runtime: RuntimeDefinition, options: StartServerOptions
       throw new Error(`server exited (${code}) before answering GET /v2/: ${commandText(command, args)}\nstderr:\n${stderr}${stdout ? `\nstdout:\n${stdout}` : ""}`);
     }
     try {
-      const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2_000) });
-      await response.arrayBuffer();
-      if (response.status === 200) break;
-      lastProblem = `GET /v2/ answered ${response.status}`;
+      const status = options.probe
+        ? await options.probe(port)
+        : await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2_000) }).then(async (response) => {
+            await response.arrayBuffer();
+            return response.status;
+          });
+      if (status === 200) break;
+      lastProblem = `GET /v2/ answered ${status}`;
     } catch (error) {
       lastProblem = String((error as Error).cause ?? error);
     }

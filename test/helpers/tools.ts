@@ -19,6 +19,7 @@ export const APT_PACKAGES: Readonly<Record<string, string>> = {
   wrk: "wrk",
   gzip: "gzip",
   tar: "tar",
+  openssl: "openssl",
 };
 
 export const inCI = () => process.env.CI === "true";
