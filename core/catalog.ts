@@ -4,6 +4,7 @@ import type { FileSystem } from "./fs.ts";
 import { joinPath } from "./fs.ts";
 import { isValidName } from "./grammar.ts";
 import { Lookup } from "./lookup.ts";
+import { jsonResponse } from "./respond.ts";
 import { paginate } from "./tags.ts";
 
 /** Folders deeper than this are not walked. */
@@ -88,7 +89,5 @@ export class Catalog {
 export async function listCatalog(request: RouteRequest, ctx: Context): Promise<Response> {
   const all = await ctx.catalog.names();
   const { items, link } = paginate(all, new URL(request.url), "/v2/_catalog");
-  const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (link) headers.Link = link;
-  return new Response(JSON.stringify({ repositories: items }), { status: 200, headers });
+  return jsonResponse({ repositories: items }, link ? { Link: link } : {});
 }

@@ -2,6 +2,7 @@ import { isBroken } from "./archives.ts";
 import { type Context, requireDigest, requireName, type RouteRequest } from "./context.ts";
 import { OciError } from "./errors.ts";
 import { type Descriptor, MediaType } from "./media.ts";
+import { jsonResponse } from "./respond.ts";
 
 /**
  * GET /v2/<name>/referrers/<digest>[?artifactType=]: an image index of the manifests in the
@@ -36,8 +37,6 @@ export async function listReferrers(request: RouteRequest, ctx: Context): Promis
     }
   }
   manifests.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
-  const body = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests });
-  const headers: Record<string, string> = { "Content-Type": MediaType.ociIndex };
-  if (filter !== null) headers["OCI-Filters-Applied"] = "artifactType";
-  return new Response(body, { status: 200, headers });
+  const headers: Record<string, string> = filter !== null ? { "OCI-Filters-Applied": "artifactType" } : {};
+  return jsonResponse({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }, headers, MediaType.ociIndex);
 }

@@ -1,5 +1,6 @@
 import { type Context, requireName, type RouteRequest } from "./context.ts";
 import { OciError } from "./errors.ts";
+import { jsonResponse } from "./respond.ts";
 
 /**
  * GET /v2/<name>/tags/list?n=&last=: sorted tags of every candidate file of the name.
@@ -11,9 +12,7 @@ export async function listTags(request: RouteRequest, ctx: Context): Promise<Res
   if (all === undefined) throw new OciError("NAME_UNKNOWN", { name });
   const url = new URL(request.url);
   const { items, link } = paginate(all, url, `/v2/${name}/tags/list`);
-  const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (link) headers.Link = link;
-  return new Response(JSON.stringify({ name, tags: items }), { status: 200, headers });
+  return jsonResponse({ name, tags: items }, link ? { Link: link } : {});
 }
 
 /** `n` and `last` pagination with a `Link: <...>; rel="next"` when more remain. */

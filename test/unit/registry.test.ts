@@ -131,7 +131,13 @@ const rows: Row[] = [
   { name: "POST upload", method: "POST", path: "/v2/hello/blobs/uploads/", status: 405, code: "UNSUPPORTED" },
   { name: "PATCH", method: "PATCH", path: "/v2/hello/blobs/uploads/x", status: 405, code: "UNSUPPORTED" },
   { name: "unknown path", path: "/v3/", status: 404, code: "NOT_FOUND" },
-  { name: "tags", path: "/v2/team/web/tags/list", status: 200, body: JSON.stringify({ name: "team/web", tags: ["1.0", "2.0"] }) },
+  {
+    name: "tags",
+    path: "/v2/team/web/tags/list",
+    status: 200,
+    body: JSON.stringify({ name: "team/web", tags: ["1.0", "2.0"] }),
+    expectHeaders: { "content-type": "application/json", "content-length": String(JSON.stringify({ name: "team/web", tags: ["1.0", "2.0"] }).length) },
+  },
   { name: "tags of a file-tagged name", path: "/v2/hello/tags/list", status: 200, body: JSON.stringify({ name: "hello", tags: ["latest"] }) },
   { name: "tags across <name>:*.oci and <name>.oci", path: "/v2/multi/tags/list", status: 200, body: JSON.stringify({ name: "multi", tags: ["1", "docker"] }) },
   {
