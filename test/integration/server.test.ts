@@ -1,52 +1,51 @@
-/** The Node server on a real temp folder: bytes over HTTP, the access log, files changing on disk. */
+/**
+ * The server on a real temp folder, on every runtime (Node's built CLI and `deno run`, as
+ * subprocesses): bytes over HTTP, the access log, files changing on disk.
+ */
 import { mkdtempSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jsonLogger } from "../../adapters/shared/logger.ts";
-import type { ServerOptions } from "../../adapters/shared/options.ts";
-import { type RunningServer, serve } from "../../adapters/node/server.ts";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { image, layer, layout, MEDIA, packTar, ref } from "../fixtures/oci.ts";
 import { ACCEPT_ALL } from "../helpers/memory-registry.ts";
+import { describeRuntimes, type RunningServer, startServer } from "../helpers/server.ts";
 
 const big = image({ layers: [layer({ "big.bin": new Uint8Array(3 << 20).map((_, i) => (i * 7) % 256) }, { gzip: false })] });
 const small = image({ layers: [{ "s.txt": "small\n" }] });
 const other = image({ layers: [{ "o.txt": "other\n" }] });
 
-let dir: string;
-let cacheDir: string;
-let server: RunningServer;
-const logs: Array<Record<string, unknown>> = [];
+describeRuntimes((runtime) => {
+  let dir: string;
+  let cacheDir: string;
+  let server: RunningServer;
 
-async function archive(path: string, entries: Parameters<typeof layout>[0], gzip = false) {
-  const full = join(dir, path);
-  mkdirSync(join(full, ".."), { recursive: true });
-  writeFileSync(full, await packTar(layout(entries), { gzip }));
-}
+  async function archive(path: string, entries: Parameters<typeof layout>[0], gzip = false) {
+    const full = join(dir, path);
+    mkdirSync(join(full, ".."), { recursive: true });
+    writeFileSync(full, await packTar(layout(entries), { gzip }));
+  }
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "sor-int-"));
-  cacheDir = mkdtempSync(join(tmpdir(), "sor-int-cache-"));
-  await archive("big/latest.oci", [{ image: big }]);
-  await archive("team/app.oci", [{ image: small, annotations: ref("localhost/team/app:1") }]);
-  await archive("zipped/latest.oci", [{ image: small }], true);
-  const options: ServerOptions = { dir, port: 0, host: "127.0.0.1", cacheDir, rescanIntervalMs: 0, logLevel: "info", shutdownGraceMs: 2000 };
-  server = await serve(options, jsonLogger("debug", (line) => logs.push(JSON.parse(line))));
-});
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "sor-int-"));
+    cacheDir = mkdtempSync(join(tmpdir(), "sor-int-cache-"));
+    await archive("big/latest.oci", [{ image: big }]);
+    await archive("team/app.oci", [{ image: small, annotations: ref("localhost/team/app:1") }]);
+    await archive("zipped/latest.oci", [{ image: small }], true);
+    server = await startServer({ dir, cacheDir, runtime, args: ["--rescan-interval", "0", "--shutdown-grace", "2s"] });
+  }, 120_000);
 
-afterAll(async () => {
-  await server?.close(100);
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(cacheDir, { recursive: true, force: true });
-});
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
 
-const get = (path: string, init?: RequestInit) => {
-  const headers = new Headers(init?.headers);
-  if (!headers.has("Accept")) headers.set("Accept", ACCEPT_ALL);
-  return fetch(`${server.url}${path}`, { ...init, headers });
-};
+  const get = (path: string, init?: RequestInit) => {
+    const headers = new Headers(init?.headers);
+    if (!headers.has("Accept")) headers.set("Accept", ACCEPT_ALL);
+    return fetch(`${server.url}${path}`, { ...init, headers });
+  };
 
-describe("Node server on a real folder", () => {
   it("serves /v2/ with the API version header and a reason phrase", async () => {
     const res = await get("/v2/");
     expect(res.status).toBe(200);
@@ -86,7 +85,7 @@ describe("Node server on a real folder", () => {
   it("writes one access log line per request", async () => {
     await (await get("/v2/team/app/manifests/1")).arrayBuffer();
     await new Promise((r) => setTimeout(r, 20));
-    const line = logs.filter((l) => l.msg === "request" && l.path === "/v2/team/app/manifests/1").at(-1)!;
+    const line = server.logLines().filter((l) => l.msg === "request" && l.path === "/v2/team/app/manifests/1").at(-1)!;
     expect(line).toMatchObject({ method: "GET", status: 200, bytes: small.manifest.size });
     expect(typeof line.ms).toBe("number");
   });
