@@ -1,16 +1,20 @@
 /**
  * `FileSystem` on Deno's own file APIs (`Deno.open` + seek/read, `Deno.stat`, `Deno.readDir`),
  * rooted at a folder, with the same path rules as the Node adapter: paths must be relative and
- * may not contain `..` or NUL. NotFound / NotADirectory answer `undefined`; every other error
- * (permissions, I/O) propagates.
+ * may not contain `..` or NUL; symlinks are followed only when their target resolves inside the
+ * root or an allowed root (confine.ts). NotFound / NotADirectory answer `undefined`; every other
+ * error (permissions, I/O) propagates.
  */
 import type { FileInfo, StreamOptions, WritableFileSystem } from "../../core/fs.ts";
+import { confinement, type ConfinementOptions } from "./confine.ts";
 
 export interface DenoFileSystemOptions {
   /** Allow `write` and `remove` (default false: they throw). */
   writable?: boolean;
   /** Bytes per read when streaming (default 512 KiB). */
   chunkSize?: number;
+  /** Where symlinks may lead besides the root (`--allow-symlink-root`), and who hears of refusals. */
+  symlinks?: ConfinementOptions;
 }
 
 const WINDOWS = Deno.build.os === "windows";
@@ -20,6 +24,17 @@ export function denoFileSystem(root: string, options: DenoFileSystemOptions = {}
   const chunkSize = options.chunkSize ?? 512 * 1024;
   if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError("chunkSize must be a positive integer");
   const at = (path: string) => resolveUnder(base, path);
+  // A path whose real location is outside the root (and the allowed roots) is "not there".
+  const confine = confinement(base, options.symlinks);
+  const openConfined = async (path: string) => {
+    const full = at(path);
+    const file = await openFile(full);
+    if (file && !(await confine.allows(full, file.info.id))) {
+      file.handle.close();
+      return undefined;
+    }
+    return file;
+  };
   const checkWritable = () => {
     if (!options.writable) throw new Deno.errors.PermissionDenied(`${base} is read-only (denoFileSystem was created without { writable: true })`);
   };
@@ -30,7 +45,7 @@ export function denoFileSystem(root: string, options: DenoFileSystemOptions = {}
       try {
         const names: string[] = [];
         for await (const entry of Deno.readDir(full)) names.push(entry.name);
-        return names;
+        return (await confine.allows(full)) ? names : undefined;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
@@ -40,7 +55,8 @@ export function denoFileSystem(root: string, options: DenoFileSystemOptions = {}
     async stat(path) {
       const full = at(path);
       try {
-        return infoOf(await Deno.stat(full));
+        const info = infoOf(await Deno.stat(full));
+        return (await confine.allows(full, info.id)) ? info : undefined;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
@@ -50,7 +66,7 @@ export function denoFileSystem(root: string, options: DenoFileSystemOptions = {}
     async read(path, offset, length) {
       checkCount("offset", offset);
       checkCount("length", length);
-      const file = await openFile(at(path));
+      const file = await openConfined(path);
       if (!file) return undefined;
       try {
         // Clamped to the size at open, so a huge `length` ("the rest") never allocates more than the file.
@@ -68,7 +84,7 @@ export function denoFileSystem(root: string, options: DenoFileSystemOptions = {}
       checkCount("start", start);
       checkCount("end", end);
       if (end < start) throw new RangeError(`stream range ${start}-${end} ends before it starts`);
-      const file = await openFile(at(path));
+      const file = await openConfined(path);
       if (!file) return undefined;
       const { handle, info } = file;
       const { expect } = streamOptions;

@@ -82,7 +82,10 @@ export class DenoBridge {
   }
 
   /** A `denoFileSystem(root, options)` living in the Deno process. */
-  async fileSystem(root: string, options: { writable?: boolean; chunkSize?: number } = {}): Promise<WritableFileSystem & { close(): Promise<void> }> {
+  async fileSystem(
+    root: string,
+    options: { writable?: boolean; chunkSize?: number; allowedRoots?: string[] } = {},
+  ): Promise<WritableFileSystem & { close(): Promise<void>; refused(): Promise<string[]> }> {
     const fs = await this.call<number>("open", { root, ...options });
     const orUndefined = <T>(v: T | null) => (v === null ? undefined : v);
     return {
@@ -122,6 +125,8 @@ export class DenoBridge {
       },
       remove: async (path) => void (await this.call("remove", { fs, path })),
       close: async () => void (await this.call("close", { fs })),
+      /** Paths the symlink confinement refused, as reported to `onRefused`. */
+      refused: () => this.call<string[]>("refused", { fs }),
     };
   }
 

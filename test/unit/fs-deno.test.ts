@@ -111,6 +111,46 @@ describeWithDeno("denoFileSystem", () => {
     expect(await fs.stream("dangling", 0, 1)).toBeUndefined();
   });
 
+  it("confines symlinks: followed inside the root or an allowed root, hidden elsewhere and reported once", async () => {
+    for (const d of ["dir/app", "dir/real", "outside/team", "nfs/images"]) await nodefs.mkdir(join(root, d), { recursive: true });
+    await nodefs.writeFile(join(root, "dir/real/latest.oci"), text("inside"));
+    await nodefs.writeFile(join(root, "outside/evil.oci"), text("outside"));
+    await nodefs.writeFile(join(root, "outside/team/latest.oci"), text("outside"));
+    await nodefs.writeFile(join(root, "nfs/images/latest.oci"), text("allowed root"));
+    await nodefs.symlink("../real/latest.oci", join(root, "dir/app/latest.oci"));
+    await nodefs.symlink("real", join(root, "dir/alias"));
+    await nodefs.symlink(join(root, "outside/evil.oci"), join(root, "dir/evil.oci"));
+    await nodefs.symlink("../outside/team", join(root, "dir/team"));
+    await nodefs.symlink("evil.oci", join(root, "dir/chain.oci"));
+    await nodefs.symlink(join(root, "nfs/images"), join(root, "dir/nfs"));
+
+    const fs = await deno().fileSystem(join(root, "dir"));
+    expect(await fs.stat("app/latest.oci")).toMatchObject({ kind: "file" });
+    expect(await fs.list("alias")).toEqual(["latest.oci"]);
+    for (const p of ["evil.oci", "chain.oci", "team", "team/latest.oci", "nfs", "nfs/latest.oci"]) {
+      expect(await fs.stat(p), p).toBeUndefined();
+      expect(await fs.read(p, 0, 10), p).toBeUndefined();
+      expect(await fs.stream(p, 0, 1), p).toBeUndefined();
+    }
+    expect(await fs.list("team")).toBeUndefined();
+    const refused = await fs.refused();
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(refused).size).toBe(refused.length);
+
+    const allowed = await deno().fileSystem(join(root, "dir"), { allowedRoots: [join(root, "nfs")] });
+    expect(new TextDecoder().decode(await allowed.read("nfs/latest.oci", 0, 100))).toBe("allowed root");
+    expect(await allowed.list("nfs")).toEqual(["latest.oci"]);
+    expect(await allowed.stat("evil.oci")).toBeUndefined();
+
+    // A link retargeted outside is checked afresh (its identity changed).
+    await nodefs.symlink("real/latest.oci", join(root, "dir/flip.oci"));
+    expect(await fs.stat("flip.oci")).toBeDefined();
+    await nodefs.rm(join(root, "dir/flip.oci"));
+    await nodefs.symlink(join(root, "outside/evil.oci"), join(root, "dir/flip.oci"));
+    expect(await fs.stat("flip.oci")).toBeUndefined();
+    expect(await fs.read("flip.oci", 0, 10)).toBeUndefined();
+  });
+
   it("answers undefined for a path through a file (NotADirectory)", async () => {
     const fs = await deno().fileSystem(root, { writable: true });
     await nodefs.writeFile(join(root, "f"), text("f"));

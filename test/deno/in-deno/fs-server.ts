@@ -23,6 +23,7 @@ const encoder = new TextEncoder();
 const send = (message: unknown) => void out.write(encoder.encode(`${JSON.stringify(message)}\n`));
 
 const systems = new Map<number, WritableFileSystem>();
+const refusals = new Map<number, string[]>();
 const streams = new Map<number, ReadableStreamDefaultReader<Uint8Array>>();
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 let nextId = 0;
@@ -60,11 +61,17 @@ async function handle(m: Message): Promise<unknown> {
   switch (m.op) {
     case "open": {
       const id = ++nextId;
-      systems.set(id, denoFileSystem(m.root as string, { writable: m.writable as boolean, chunkSize: m.chunkSize as number | undefined }));
+      const refused: string[] = [];
+      refusals.set(id, refused);
+      const symlinks = { allowedRoots: m.allowedRoots as string[] | undefined, onRefused: (path: string) => void refused.push(path) };
+      systems.set(id, denoFileSystem(m.root as string, { writable: m.writable as boolean, chunkSize: m.chunkSize as number | undefined, symlinks }));
       return id;
     }
+    case "refused":
+      return refusals.get(m.fs as number) ?? [];
     case "close":
       systems.delete(m.fs as number);
+      refusals.delete(m.fs as number);
       return null;
     case "list":
       return (await fsOf(m).list(m.path as string)) ?? null;
