@@ -149,8 +149,15 @@ async function multipartBody(
           reader = streams[index++].getReader();
           return;
         }
-        const { done, value } = await reader.read();
-        if (!done) return controller.enqueue(value);
+        let next: ReadableStreamReadResult<Uint8Array>;
+        try {
+          next = await reader.read();
+        } catch (err) {
+          // One part failed: release the parts not started yet, then fail the body.
+          await Promise.all(streams.slice(index).map((s) => s.cancel(err).catch(() => {})));
+          throw err;
+        }
+        if (!next.done) return controller.enqueue(next.value);
         reader = undefined;
       }
     },
