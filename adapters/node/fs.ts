@@ -9,6 +9,7 @@ import { constants, statSync, type BigIntStats } from "node:fs";
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { FileInfo, StreamOptions, WritableFileSystem } from "../../core/fs.ts";
+import { markReusable } from "./chunks.ts";
 import { confinement, type ConfinementOptions } from "./confine.ts";
 
 export interface NodeFileSystemOptions {
@@ -107,6 +108,13 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
       let pos = start;
       let closing: Promise<void> | undefined;
       const close = () => (closing ??= handle.close().catch(() => {}));
+      // Buffers the consumer gave back (chunks.ts): a download cycles through a few buffers
+      // instead of allocating one per chunk.
+      const spare: ArrayBuffer[] = [];
+      const bufferSize = Math.min(chunkSize, end - start);
+      const recycle = (buffer: ArrayBuffer) => {
+        if (spare.length < 4) spare.push(buffer);
+      };
       return new ReadableStream<Uint8Array>(
         {
           async start(controller) {
@@ -118,14 +126,14 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
           // Backpressure: one positioned read per pull, and no pull until the consumer reads.
           async pull(controller) {
             try {
-              const buf = new Uint8Array(Math.min(chunkSize, end - pos));
+              const buf = new Uint8Array(spare.pop() ?? new ArrayBuffer(bufferSize), 0, Math.min(chunkSize, end - pos));
               const got = await readFully(handle, buf, pos);
               if (closing) return; // cancelled while reading
               if (got < buf.length) {
                 throw new Error(`${path}: file ended at byte ${pos + got} while streaming bytes ${start}-${end} (truncated while being read)`);
               }
               pos += got;
-              controller.enqueue(buf);
+              controller.enqueue(markReusable(buf, () => recycle(buf.buffer as ArrayBuffer)));
               if (pos >= end) {
                 await close();
                 controller.close();

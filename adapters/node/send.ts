@@ -11,6 +11,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../../core/log.ts";
+import { releaseChunk } from "./chunks.ts";
 
 export async function sendResponse(req: IncomingMessage, res: ServerResponse, response: Response, logger: Logger): Promise<void> {
   if (res.destroyed || res.writableEnded) {
@@ -41,7 +42,8 @@ export async function sendResponse(req: IncomingMessage, res: ServerResponse, re
       const { done, value } = await reader.read();
       if (closed) return;
       if (done) break;
-      if (!res.write(value)) {
+      // Once the socket has taken the chunk, its buffer may serve the next read (chunks.ts).
+      if (!res.write(value, () => releaseChunk(value))) {
         await new Promise<void>((resolve) => {
           wake = resolve;
           res.once("drain", resolve);
