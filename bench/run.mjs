@@ -42,12 +42,14 @@ const HELP = `Usage: npm run bench -- [options]
   --cli FILE          run this built Node CLI instead of building the sources
   --node-flags FLAGS  extra flags for the Node registry in the throughput and request runs
                       (for example "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  --also NAME=CLI     one more Node registry column, running another build of the CLI (an
+                      A/B comparison in the same run, trials alternating); repeatable
   --help              this text
 
 Needs nginx, wrk, docker-registry (CNCF distribution), skopeo and curl; installs nothing.`;
 
 function parseOptions(argv) {
-  const o = { quick: false, only: SECTIONS, runtimes: ["node", "deno"], nodeFlags: [] };
+  const o = { quick: false, only: SECTIONS, runtimes: ["node", "deno"], nodeFlags: [], also: [] };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => {
@@ -65,6 +67,12 @@ function parseOptions(argv) {
       case "--out": o.out = resolve(value()); break;
       case "--cli": o.cli = resolve(value()); break;
       case "--node-flags": o.nodeFlags = value().split(" ").filter(Boolean); break;
+      case "--also": {
+        const [name, cli] = value().split(/=(.*)/s, 2);
+        if (!/^[a-z][a-z0-9-]*$/.test(name) || !cli || ["nginx", "distribution", "node", "deno"].includes(name)) throw new Error("--also takes NAME=CLI with a new lower-case name");
+        o.also.push({ name, cli: resolve(cli) });
+        break;
+      }
       case "--help": case "-h": o.help = true; break;
       default: throw new Error(`unknown option ${argv[i]} (see --help)`);
     }
@@ -153,6 +161,8 @@ async function main() {
     loadAverageAtStart: loadavg(),
     params: { ...p, trials, wrkSeconds: duration, latencySeconds: latencyDuration, wrkConnections: 32 },
     servers: [],
+    /** The columns that are this registry (node, deno, and --also builds). */
+    registries: [],
     skipped: {},
     metrics: Object.fromEntries(METRICS.map((m) => [m.key, { label: m.label, better: m.better, trials: {}, median: {} }])),
     targets: [],
@@ -185,7 +195,9 @@ async function main() {
         log(`${runtime}: skipped (${results.skipped[runtime]})`);
       }
     }
+    for (const extra of opts.also) runtimes.push({ name: extra.name, command: registryCommand("node", { repoRoot: REPO_ROOT, nodeCli: extra.cli }) });
     results.servers = ["nginx", "distribution", ...runtimes.map((r) => r.name)];
+    results.registries = runtimes.map((r) => r.name);
 
     const data = join(work, "data");
     const images = await prepareData(data, p, log);
@@ -215,7 +227,7 @@ async function main() {
     const startNg = async (prefix, wait = true) =>
       track(await startNginx({ prefix: join(work, prefix), root: join(data, "static"), port: await freePort(), manifestDigests, wait }));
     const startReg = async (runtime, dir, cacheName, { wait = true, extraFlags = [] } = {}) => {
-      const command = runtime.name === "node" && extraFlags.length ? { ...runtime.command, args: [...extraFlags, ...runtime.command.args] } : runtime.command;
+      const command = runtime.command.cmd === process.execPath && extraFlags.length ? { ...runtime.command, args: [...extraFlags, ...runtime.command.args] } : runtime.command;
       return track(
         await startRegistry({ runtime: runtime.name, command, dir, cacheDir: join(work, "cache", cacheName), port: await freePort(), logDir: join(work, "logs"), repoRoot: REPO_ROOT, wait }),
       );
@@ -422,7 +434,7 @@ async function main() {
     for (const [server, values] of Object.entries(entry.trials)) entry.median[server] = aggregate(m, values);
   }
   const medians = Object.fromEntries(Object.entries(results.metrics).map(([k, v]) => [k, v.median]));
-  for (const runtime of results.servers.filter((s) => s === "node" || s === "deno")) results.targets.push(...evaluateTargets(medians, runtime));
+  for (const runtime of results.registries ?? []) results.targets.push(...evaluateTargets(medians, runtime));
 
   const out = opts.out ?? join(REPO_ROOT, "bench", "results", `bench-${results.date.replace(/[:.]/g, "-")}${opts.quick ? "-quick" : ""}.json`);
   mkdirSync(dirname(out), { recursive: true });

@@ -42,7 +42,6 @@ export const METRICS = [
 ];
 
 export const REFERENCE_SERVERS = ["nginx", "distribution"];
-export const RUNTIMES = ["node", "deno"];
 
 const MIB = 2 ** 20;
 
@@ -90,7 +89,7 @@ function table(rows) {
 /** The table of medians with ratios against nginx and distribution, and the targets. */
 export function renderReport(results) {
   const servers = results.servers;
-  const runtimes = servers.filter((s) => RUNTIMES.includes(s));
+  const runtimes = results.registries ?? [];
   const header = ["measurement (median)", ...servers];
   for (const r of runtimes) header.push(`${r}/nginx`, `${r}/distr.`);
   const rows = [header];

@@ -50,6 +50,7 @@ const MEASUREMENTS: Record<string, "all" | "registry"> = {
 interface BenchResults {
   quick: boolean;
   servers: string[];
+  registries: string[];
   metrics: Record<string, { median: Record<string, number | null> }>;
   targets: Array<{ runtime: string; id: string; value: number | null }>;
 }
@@ -79,7 +80,7 @@ describeWithTools(["nginx", "wrk", "docker-registry", "skopeo", "curl"], "npm ru
     const results = JSON.parse(readFileSync(out, "utf8")) as BenchResults;
     expect(results.quick).toBe(true);
     expect(results.servers).toEqual(expect.arrayContaining(["nginx", "distribution", "node"]));
-    const registries = results.servers.filter((s) => s === "node" || s === "deno");
+    const registries = results.registries;
     for (const [key, who] of Object.entries(MEASUREMENTS)) {
       const servers = who === "all" ? results.servers : registries;
       for (const server of servers) {
