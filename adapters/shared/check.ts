@@ -19,6 +19,7 @@ import { readBlobBytes, type BlobLocation, type ManifestRecord } from "../../cor
 import { type Logger, silentLogger } from "../../core/log.ts";
 import { Lookup } from "../../core/lookup.ts";
 import { isIndexMediaType } from "../../core/media.ts";
+import { namespaceFolder } from "../../core/namespace.ts";
 import { listArchives, namesServedBy } from "../../core/scan.ts";
 
 export interface CheckedArchive {
@@ -30,6 +31,11 @@ export interface CheckedArchive {
 }
 
 export interface ServedImage {
+  /**
+   * Served only to requests with containerd's `?ns=<ns>` (`--ns-dirs`): the file is under a
+   * `<host>:<port>/` folder, which no repository name can start with.
+   */
+  ns?: string;
   name: string;
   tag: string;
   digest: string;
@@ -65,6 +71,17 @@ export interface CheckOptions {
   createHasher: HasherFactory;
   /** Hash every served blob (default true). */
   verifyBlobs?: boolean;
+}
+
+/**
+ * The names a file may serve: by the lookup rules, or, under a `<host>:<port>/` folder (not a
+ * valid name component), the names under it for `?ns=<host>:<port>` requests.
+ */
+function namesOfFile(file: string): Array<{ ns: string; name: string }> {
+  const slash = file.indexOf("/");
+  const first = slash < 0 ? "" : file.slice(0, slash);
+  if (first.includes(":") && namespaceFolder(first) === first) return namesServedBy(file.slice(slash + 1)).map((name) => ({ ns: first, name }));
+  return namesServedBy(file).map((name) => ({ ns: "", name }));
 }
 
 /** `os/arch[/variant]`. */
@@ -140,27 +157,36 @@ export async function checkFolder(options: CheckOptions, logger: Logger = silent
   }
 
   // Every name some file may serve, then what the lookup really answers for each of its tags.
-  const byName = new Map<string, string[]>();
+  const byName = new Map<string, { ns: string; name: string; files: string[] }>();
   for (const file of listing.archives) {
-    const names = namesServedBy(file);
+    const names = namesOfFile(file);
     if (names.length === 0) problems.push({ severity: "warning", code: "unreachable", file, message: `${file}: no valid repository name leads to this file (names are lowercase: a-z, 0-9, . _ - and /)` });
-    for (const name of names) byName.set(name, [...(byName.get(name) ?? []), file]);
+    for (const { ns, name } of names) {
+      const key = `${ns}\0${name}`;
+      if (!byName.has(key)) byName.set(key, { ns, name, files: [] });
+      byName.get(key)!.files.push(file);
+    }
   }
   const images: ServedImage[] = [];
   const servedDigests = new Map<string, Set<string>>(); // file -> digests served by tag from it
-  for (const name of [...byName.keys()].sort()) {
+  for (const key of [...byName.keys()].sort()) {
+    const { ns, name: repository, files } = byName.get(key)!;
+    const view = ns ? lookup.within(ns) : lookup;
+    const name = ns ? `${ns}/${repository}` : repository; // as messages show it
     const holders = new Map<string, Array<{ file: string; digest: string }>>();
-    for (const file of byName.get(name)!) {
+    for (const file of files) {
       const archive = opened.get(file);
       if (!archive) continue;
-      for (const [tag, digest] of Lookup.tagsIn(archive, name)) holders.set(tag, [...(holders.get(tag) ?? []), { file, digest }]);
+      for (const [tag, digest] of Lookup.tagsIn(archive, repository, ns)) holders.set(tag, [...(holders.get(tag) ?? []), { file, digest }]);
     }
-    for (const tag of (await lookup.tags(name)) ?? []) if (!holders.has(tag)) holders.set(tag, []);
+    for (const tag of (await view.tags(repository)) ?? []) if (!holders.has(tag)) holders.set(tag, []);
     for (const tag of [...holders.keys()].sort()) {
-      const hit = await lookup.manifest(name, tag);
+      const hit = await view.manifest(repository, tag);
       if (!("record" in hit)) continue;
       const { archive, record } = hit;
-      images.push({ name, tag, digest: record.digest, mediaType: record.mediaType, platforms: await platformsOf(archive, record), file: archive.path });
+      // A `?ns=` request falls back to the usual candidates: those are listed under their own name.
+      if (ns && !archive.path.startsWith(`${ns}/`)) continue;
+      images.push({ ...(ns && { ns }), name: repository, tag, digest: record.digest, mediaType: record.mediaType, platforms: await platformsOf(archive, record), file: archive.path });
       if (!servedDigests.has(archive.path)) servedDigests.set(archive.path, new Set());
       servedDigests.get(archive.path)!.add(record.digest);
       const others = holders.get(tag)!.filter((h) => h.file !== archive.path);
@@ -185,7 +211,7 @@ export async function checkFolder(options: CheckOptions, logger: Logger = silent
     const served = servedDigests.get(file) ?? new Set();
     for (const entry of archive.entries) {
       if (served.has(entry.digest)) continue;
-      const names = namesServedBy(file);
+      const names = namesOfFile(file).map(({ ns, name }) => (ns ? `${ns}/${name}` : name));
       problems.push({
         severity: "warning",
         code: "untagged",
@@ -203,7 +229,7 @@ const short = (digest: string) => digest.replace(/^(sha256|sha512):([0-9a-f]{12}
 
 /** The report as a table for people: what is served, then the problems, then a summary. */
 export function formatReport(report: CheckReport): string {
-  const rows = report.images.map((i) => [i.name, i.tag, short(i.digest), i.platforms.join(",") || "-", i.file]);
+  const rows = report.images.map((i) => [i.ns ? `${i.ns}/${i.name}` : i.name, i.tag, short(i.digest), i.platforms.join(",") || "-", i.file]);
   const header = ["NAME", "TAG", "DIGEST", "PLATFORMS", "FILE"];
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
   const line = (cells: string[]) => cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ");

@@ -112,6 +112,22 @@ describe("checkFolder", () => {
     expect(r.errors).toBe(0);
   });
 
+  it("lists files under a <host>:<port>/ folder as served to ?ns= requests (--ns-dirs)", async () => {
+    const r = await check(async (fs) => {
+      fs.set("registry.example:5000/tools/jq/1.6.oci", await packTar(layout([{ image: other }])));
+      fs.set("tools/jq/1.6.oci", await packTar(layout([{ image: amd64 }])));
+      fs.set("registry.example/tools/jq.oci", await packTar(layout([{ image: amd64, annotations: ref("registry.example/tools/jq:1.7") }])));
+    });
+    expect(r.problems).toEqual([]);
+    expect(r.images.map((i) => [i.ns, i.name, i.tag, i.file])).toEqual([
+      [undefined, "registry.example/tools/jq", "1.7", "registry.example/tools/jq.oci"],
+      [undefined, "tools/jq", "1.6", "tools/jq/1.6.oci"],
+      ["registry.example:5000", "tools/jq", "1.6", "registry.example:5000/tools/jq/1.6.oci"],
+    ]);
+    expect(r.images[2].digest).toBe(other.manifest.digest);
+    expect(formatReport(r)).toMatch(/registry\.example:5000\/tools\/jq\s+1\.6/);
+  });
+
   it("checks gzipped archives through the cache", async () => {
     const r = await check(async (fs) => fs.set("gz.oci", await packTar(layout([{ image: other, annotations: ref("v1") }]), { gzip: true })));
     expect(r.problems).toEqual([]);
