@@ -6,13 +6,20 @@
  */
 import { FLAGS, parseArgs, UsageError } from "../shared/options.ts";
 import { jsonLogger } from "../shared/logger.ts";
-import { envVar, type RunningServer, serve } from "./server.ts";
+import { runCheck } from "./check.ts";
+import { preflight } from "./operations.ts";
+import { envVar, type RunningServer, serve, StartupError } from "./server.ts";
 
 const stderr = (line: string) => console.error(line);
+const write = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
+  const bytes = new TextEncoder().encode(text);
+  for (let done = 0; done < bytes.length; ) done += stream.writeSync(bytes.subarray(done));
+};
 
 async function main(): Promise<number> {
   // Only the variables the options name, and only those Deno may read: `--allow-env` is optional.
   const env = Object.fromEntries(Object.values(FLAGS).flatMap((spec) => (spec.env ? [[spec.env, envVar(spec.env)]] : [])));
+  if (Deno.args[0] === "check") return runCheck(Deno.args.slice(1), env, write(Deno.stdout), write(Deno.stderr));
   let parsed;
   try {
     parsed = parseArgs(Deno.args, env);
@@ -45,15 +52,22 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  const problem = await preflight(options);
+  if (problem) {
+    stderr(`simple-oci-registry: ${problem}`);
+    return 1;
+  }
+
   const logger = jsonLogger(options.logLevel, stderr);
   let running: RunningServer;
   try {
-    running = serve(options, logger);
+    running = await serve(options, logger);
   } catch (e) {
-    stderr(`simple-oci-registry: cannot listen on ${options.host}:${options.port}: ${listenError(e, options.host, options.port)}`);
+    if (e instanceof StartupError) stderr(`simple-oci-registry: ${e.message}`);
+    else stderr(`simple-oci-registry: cannot listen on ${options.host}:${options.port}: ${(e as Error).message}`);
     return 1;
   }
-  logger.info("listening", { url: running.url, dir: options.dir });
+  logger.info("listening", { url: running.url, dir: options.dir, ...(running.operationsUrl && { operations: running.operationsUrl }) });
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -74,15 +88,6 @@ async function main(): Promise<number> {
       }
     }
   });
-}
-
-/** Node's wording for the usual listen failures, so both runtimes report them alike. */
-function listenError(e: unknown, host: string, port: number): string {
-  const at = `${host}:${port}`;
-  if (e instanceof Deno.errors.AddrInUse) return `listen EADDRINUSE: address already in use ${at}`;
-  if (e instanceof Deno.errors.AddrNotAvailable) return `listen EADDRNOTAVAIL: address not available ${at}`;
-  if (e instanceof Deno.errors.PermissionDenied) return `listen EACCES: permission denied ${at}`;
-  return (e as Error)?.message ?? String(e);
 }
 
 const report = (msg: string, error: unknown) =>

@@ -1,19 +1,27 @@
 /**
- * Binds the core fetch handler to `Deno.serve`, with the Node adapter's access log line and
- * graceful shutdown: stop accepting, let downloads in flight finish within a grace period, then
- * cut the ones still running.
+ * Binds the core fetch handler to `Deno.serve` as the Node adapter binds it to node:http: the
+ * same registry options, access log line, HTTPS with certificate reload, `--metrics-port`, and
+ * graceful shutdown (stop accepting, let downloads in flight finish within a grace period, then
+ * cut the ones still running).
  */
 import type { Logger } from "../../core/log.ts";
 import { createRegistry, type Registry } from "../../core/registry.ts";
 import { logRequest } from "../shared/access-log.ts";
+import { DEFAULT_WATCH_INTERVAL_MS, operationsOptions } from "../shared/operations.ts";
 import type { ServerOptions } from "../shared/options.ts";
+import { watchFiles } from "../shared/watch.ts";
 import { denoFileSystem } from "./fs.ts";
 import { denoHasher } from "./hash.ts";
+import { serveOperations } from "./operations.ts";
+import { configFileSystem, loadTls, pemPair, watched } from "./tls.ts";
 
 export interface RunningServer {
-  server: Deno.HttpServer<Deno.NetAddr>;
+  /** The listener now accepting connections (a new one after a certificate reload). */
+  readonly server: Deno.HttpServer<Deno.NetAddr>;
   registry: Registry;
   url: string;
+  /** `--metrics-port`: where /metrics, /healthz and /readyz are (else on `url`). */
+  operationsUrl?: string;
   /**
    * Stop accepting, let in-flight requests finish within `graceMs`, then cut the rest. Deno has
    * no way to drop a connection whose client stopped reading once shutdown has begun, so such
@@ -36,55 +44,139 @@ export function envVar(name: string): string | undefined {
   return Deno.permissions.querySync({ name: "env", variable: name }).state === "granted" ? Deno.env.get(name) : undefined;
 }
 
-export function serve(options: ServerOptions, logger: Logger): RunningServer {
+/** A start-up failure that is not about the address: its message is the whole reason. */
+export class StartupError extends Error {}
+
+/** Node's wording for the usual listen failures, so both runtimes report them alike. */
+export function listenError(e: unknown, host: string, port: number): Error {
+  const at = `${host}:${port}`;
+  if (e instanceof Deno.errors.AddrInUse) return new Error(`listen EADDRINUSE: address already in use ${at}`);
+  if (e instanceof Deno.errors.AddrNotAvailable) return new Error(`listen EADDRNOTAVAIL: address not available ${at}`);
+  if (e instanceof Deno.errors.PermissionDenied) return new Error(`listen EACCES: permission denied ${at}`);
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+export async function serve(options: ServerOptions, logger: Logger): Promise<RunningServer> {
   const registry = createRegistry({
-    images: denoFileSystem(options.dir),
+    images: denoFileSystem(options.dir, {
+      symlinks: {
+        allowedRoots: options.allowSymlinkRoots,
+        onRefused: (path, realPath) => logger.warn("symlink leads outside --dir, ignored", { file: path, target: realPath }),
+      },
+    }),
     cache: denoFileSystem(options.cacheDir ?? defaultCacheDir(), { writable: true }),
     logger,
     createHasher: denoHasher,
     rescanIntervalMs: options.rescanIntervalMs,
+    limits: options.limits,
+    ...operationsOptions(options, configFileSystem),
   });
   // Aborted when the grace period is over: every response body still streaming is cut.
   const cut = new AbortController();
   let inFlight = 0;
 
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({ port: options.port, hostname: options.host, onListen: () => {} }, async (request, info) => {
-      const started = performance.now();
-      inFlight++;
-      const url = new URL(request.url);
-      const remote = info.remoteAddr.hostname; // readable only while the request is open
-      const response = await registry.fetch(request);
-      const body = response.body && guard(response.body, url.pathname + url.search, logger, cut.signal);
-      info.completed.then(
-        () => body?.failed ?? false,
-        () => true,
-      ).then((aborted) => {
-        inFlight--;
-        logRequest(logger, {
-          method: request.method,
-          path: url.pathname + url.search,
-          status: response.status,
-          contentLength: response.headers.get("content-length"),
-          started,
-          remote,
-          aborted,
-        });
+  const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
+    const started = performance.now();
+    inFlight++;
+    const url = new URL(request.url);
+    const remote = info.remoteAddr.hostname; // readable only while the request is open
+    const response = await registry.fetch(request);
+    const body = response.body && guard(response.body, url.pathname + url.search, logger, cut.signal);
+    info.completed.then(
+      () => body?.failed ?? false,
+      () => true,
+    ).then((aborted) => {
+      inFlight--;
+      logRequest(logger, {
+        method: request.method,
+        path: url.pathname + url.search,
+        status: response.status,
+        contentLength: response.headers.get("content-length"),
+        started,
+        remote,
+        aborted,
       });
-      if (!body) return response;
-      return new Response(body.stream, { status: response.status, statusText: response.statusText, headers: response.headers });
     });
+    if (!body) return response;
+    return new Response(body.stream, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+
+  const { tlsCert, tlsKey } = options;
+  const tls = tlsCert && tlsKey ? { tlsCert, tlsKey } : undefined;
+  const listen = (port: number, pair?: Deno.TlsCertifiedKeyPem) => Deno.serve({ port, hostname: options.host, onListen: () => {}, ...pair }, handler);
+  let current: Deno.HttpServer<Deno.NetAddr>;
+  let pair: Deno.TlsCertifiedKeyPem | undefined;
+  try {
+    if (tls) pair = await loadTls(tls);
+    current = listen(options.port, pair);
   } catch (e) {
     registry.close();
-    throw e;
+    const addressProblem = [Deno.errors.AddrInUse, Deno.errors.AddrNotAvailable, Deno.errors.PermissionDenied, Deno.errors.NotCapable].some((c) => e instanceof c);
+    // Deno checks the pair only here (Node's preflight does it with createSecureContext).
+    if (tls && !addressProblem) throw new StartupError(`--tls-cert ${tls.tlsCert} / --tls-key ${tls.tlsKey}: ${(e as Error).message}`);
+    throw listenError(e, options.host, options.port);
   }
+  const retired = new Set<Promise<void>>();
+
+  // A changed certificate. Deno.serve cannot swap it in place (and a second listener on the
+  // port needs --unstable-net), so the listener is replaced: the old one stops accepting and its
+  // connections finish, a new one binds the port with the new pair (new connections are refused
+  // for that moment). A pair Deno refuses puts the previous one back.
+  const rebind = async (next: Deno.TlsCertifiedKeyPem) => {
+    const port = current.addr.port;
+    const draining = current.shutdown();
+    retired.add(draining);
+    void draining.finally(() => retired.delete(draining));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        current = listen(port, next);
+        return;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AddrInUse) || attempt >= 100) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 10)); // the old listener is closing
+      }
+    }
+  };
+  const watcher =
+    tls &&
+    watchFiles(
+      [watched(tls.tlsCert), watched(tls.tlsKey)],
+      options.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS,
+      async ([cert, key]) => {
+        const next = pemPair(cert, key);
+        try {
+          await rebind(next);
+        } catch (e) {
+          await rebind(pair!);
+          throw e;
+        }
+        pair = next;
+        logger.info("tls certificate reloaded", { cert: tls.tlsCert });
+      },
+      (error) => logger.error("tls certificate not reloaded, keeping the previous one", { cert: tls.tlsCert, error: error.message }),
+    );
+
+  let operations: ReturnType<typeof serveOperations> | undefined;
+  if (options.metricsPort !== undefined) {
+    const host = options.metricsHost ?? options.host;
+    try {
+      operations = serveOperations(registry, options.metricsPort, host, logger);
+    } catch (e) {
+      await current.shutdown();
+      watcher?.stop();
+      registry.close();
+      throw new Error(`--metrics-port ${options.metricsPort}: ${listenError(e, host, options.metricsPort).message}`);
+    }
+  }
+
   const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  const url = `http://${host}:${server.addr.port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${current.addr.port}`;
 
   const close = async (graceMs = options.shutdownGraceMs) => {
     registry.close();
-    const finished = server.shutdown();
+    watcher?.stop();
+    void operations?.server.shutdown();
+    const finished = Promise.all([current.shutdown(), ...retired]);
     if (await settlesWithin(finished, graceMs)) return;
     logger.warn("shutdown grace period over, closing connections", { inFlight });
     cut.abort(new Error("shutdown grace period over"));
@@ -92,7 +184,15 @@ export function serve(options: ServerOptions, logger: Logger): RunningServer {
     // never lets that happen, so do not wait for it long.
     await settlesWithin(finished, 1000);
   };
-  return { server, registry, url, close };
+  return {
+    get server() {
+      return current;
+    },
+    registry,
+    url,
+    operationsUrl: operations?.url,
+    close,
+  };
 }
 
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { image, imageIndex, layer, layout, type LayoutEntry, MEDIA, packTar, ref } from "../fixtures/oci.ts";
+import bcrypt from "bcryptjs";
 import { ACCEPT_ALL } from "../helpers/memory-registry.ts";
 import { type RunningServer, startServer } from "../helpers/server.ts";
 import { describeWithDeno } from "./deno.ts";
@@ -39,6 +40,9 @@ function probes(): Probe[] {
     { method: "GET", path: "/v2" },
     { method: "GET", path: "/" },
     { method: "GET", path: "/favicon.ico" },
+    { method: "GET", path: "/healthz" },
+    { method: "HEAD", path: "/healthz" },
+    { method: "GET", path: "/readyz" },
   ];
   const manifests: [string, string][] = [
     ["big", "latest"],
@@ -183,6 +187,67 @@ describeWithDeno("Node and Deno servers answer alike", () => {
     expect({ onlyNode: node.filter((l) => !deno.includes(l)), onlyDeno: deno.filter((l) => !node.includes(l)) }).toEqual({ onlyNode: [], onlyDeno: [] });
     const keys = (server: RunningServer) => Object.keys(server.logLines().find((l) => l.msg === "request")!).sort();
     expect(keys(servers.deno)).toEqual(keys(servers.node));
+  });
+});
+
+describeWithDeno("Node and Deno servers answer alike with --htpasswd and --metrics-port", () => {
+  let dir: string;
+  const servers: Record<string, RunningServer> = {};
+  const basic = (user: string, password: string) => ({ Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`, Accept: ACCEPT_ALL });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "sor-parity-auth-"));
+    await archive(dir, "big/latest.oci", [{ image: big }]);
+    writeFileSync(join(dir, ".htpasswd"), `alice:${bcrypt.hashSync("secret", 4)}\n`);
+    const args = ["--htpasswd", join(dir, ".htpasswd"), "--auth-realm", "parity", "--metrics-port", "0"];
+    const probe = async (port: number) => {
+      const response = await fetch(`http://127.0.0.1:${port}/v2/`, { headers: basic("alice", "secret"), signal: AbortSignal.timeout(2000) });
+      await response.arrayBuffer();
+      return response.status;
+    };
+    const [node, deno] = await Promise.all([startServer({ dir, runtime: "node", args, probe }), startServer({ dir, runtime: "deno", args, probe })]);
+    servers.node = node;
+    servers.deno = deno;
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(Object.values(servers).map((s) => s.stop()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answer 401 alike without or with wrong credentials, and serve with the right ones", async () => {
+    const matrix: Probe[] = [
+      { method: "GET", path: "/v2/" },
+      { method: "HEAD", path: "/v2/" },
+      { method: "GET", path: "/v2/", headers: basic("alice", "wrong") },
+      { method: "GET", path: "/v2/", headers: basic("bob", "secret") },
+      { method: "GET", path: "/v2/", headers: basic("alice", "secret") },
+      { method: "GET", path: "/v2/big/manifests/latest", headers: { Accept: ACCEPT_ALL } },
+      { method: "GET", path: "/v2/big/manifests/latest", headers: basic("alice", "secret") },
+      { method: "HEAD", path: `/v2/big/blobs/${big.config.digest}`, headers: basic("alice", "secret") },
+      { method: "GET", path: "/healthz" }, // on --metrics-port, not here
+    ];
+    const differences: string[] = [];
+    const statuses: number[] = [];
+    for (const probe of matrix) {
+      const [node, deno] = [await send(servers.node.url, probe), await send(servers.deno.url, probe)];
+      statuses.push(node.status);
+      if (JSON.stringify(node) !== JSON.stringify(deno)) differences.push(`${probe.method} ${probe.path} ${JSON.stringify(probe.headers)}:\n  node ${JSON.stringify(node)}\n  deno ${JSON.stringify(deno)}`);
+    }
+    expect(differences).toEqual([]);
+    expect(statuses).toEqual([401, 401, 401, 401, 200, 401, 200, 200, 404]);
+  });
+
+  it("serve /healthz and /readyz on --metrics-port alike, and say where in the listening line", async () => {
+    const operations = (server: RunningServer) => server.logLines().find((l) => l.msg === "listening")!.operations as string;
+    for (const path of ["/healthz", "/readyz"]) {
+      const [node, deno] = [await send(operations(servers.node), { method: "GET", path }), await send(operations(servers.deno), { method: "GET", path })];
+      expect(deno).toEqual(node);
+      expect(node.status).toBe(200);
+    }
+    const metrics = await fetch(`${operations(servers.deno)}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^# (HELP|TYPE) /m);
   });
 });
 
