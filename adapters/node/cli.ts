@@ -6,8 +6,10 @@ import { jsonLogger } from "../shared/logger.ts";
 import { runCheck } from "./check.ts";
 import { preflight } from "./operations.ts";
 import { serve } from "./server.ts";
+import { Response as NodeResponse } from "@whatwg-node/server";
 
 async function main(): Promise<number> {
+  useLightResponses();
   if (process.argv[2] === "check") return runCheck(process.argv.slice(3), process.env, (t) => process.stdout.write(t), (t) => process.stderr.write(t));
   let parsed;
   try {
@@ -71,5 +73,15 @@ async function main(): Promise<number> {
 
 process.on("uncaughtException", (e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "uncaught exception", error: String(e?.stack ?? e) })}\n`));
 process.on("unhandledRejection", (e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "unhandled rejection", error: String((e as Error)?.stack ?? e) })}\n`));
+
+/**
+ * The core answers with `new Response(...)`. Node's own (undici's) turns every body into a Web
+ * stream at construction (17 µs for a manifest, then read back chunk by chunk); @whatwg-node's
+ * keeps bytes as bytes (2 µs), which send.ts writes in one call. This process is the registry's
+ * alone, so the global is swapped here; serve() (embedded by library users) leaves it alone.
+ */
+function useLightResponses(): void {
+  globalThis.Response = NodeResponse as unknown as typeof Response;
+}
 
 main().then((code) => process.exit(code));

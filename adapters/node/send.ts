@@ -13,6 +13,17 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../../core/log.ts";
 import { releaseChunk } from "./chunks.ts";
 
+/**
+ * The body as the handler gave it, when the Response keeps it (the CLI answers with
+ * @whatwg-node's Response, see cli.ts): bytes are written as they are, a stream is read
+ * without the Node-stream round trip that class's `body` getter adds. Otherwise `body`.
+ */
+function bodySource(response: Response): string | Uint8Array | ReadableStream<Uint8Array> | null {
+  const init = (response as { bodyInit?: unknown }).bodyInit;
+  if (typeof init === "string" || init instanceof Uint8Array || init instanceof ReadableStream) return init;
+  return response.body;
+}
+
 export async function sendResponse(req: IncomingMessage, res: ServerResponse, response: Response, logger: Logger): Promise<void> {
   if (res.destroyed || res.writableEnded) {
     await response.body?.cancel().catch(() => {});
@@ -21,7 +32,13 @@ export async function sendResponse(req: IncomingMessage, res: ServerResponse, re
   // setHeader, not writeHead's object: the access log reads Content-Length back with getHeader.
   response.headers.forEach((value, key) => res.setHeader(key, value));
   res.writeHead(response.status, response.statusText || undefined);
-  const body = response.body;
+  const source = bodySource(response);
+  // Bytes or text (manifests, errors, JSON lists): one write with the headers.
+  if (typeof source === "string" || source instanceof Uint8Array) {
+    res.end(req.method === "HEAD" ? undefined : source);
+    return;
+  }
+  const body = source;
   if (!body || req.method === "HEAD") {
     await body?.cancel().catch(() => {});
     res.end();
