@@ -1,5 +1,5 @@
 /** Helpers for the hostile-input tests: raw HTTP over node:net, a Node server on a temp folder, fd counts. */
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -143,22 +143,16 @@ export async function tempServer(options: Partial<ServerOptions> & { limits?: Pa
 export function openFilesUnder(under: string): number {
   let n = 0;
   for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const target = readlinkSafe(`/proc/self/fd/${fd}`);
-      if (target?.startsWith(under)) n++;
-    } catch {
-      // fd closed meanwhile
-    }
+    if (readlinkSafe(`/proc/self/fd/${fd}`)?.startsWith(under)) n++;
   }
   return n;
 }
 
-import { readlinkSync } from "node:fs";
 function readlinkSafe(path: string): string | undefined {
   try {
     return readlinkSync(path);
   } catch {
-    return undefined;
+    return undefined; // closed meanwhile
   }
 }
 
@@ -173,12 +167,4 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 5
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
-}
-
-/** Writes a file under a temp folder that tests remove (for archives built outside --dir). */
-export function writeTemp(name: string, bytes: Uint8Array): string {
-  const d = mkdtempSync(join(tmpdir(), "sor-outside-"));
-  const p = join(d, name);
-  writeFileSync(p, bytes);
-  return p;
 }
