@@ -150,6 +150,10 @@ describeWithDeno("Node and Deno servers answer alike", () => {
     const [node, deno] = await Promise.all([startServer({ dir, runtime: "node" }), startServer({ dir, runtime: "deno" })]);
     servers.node = node;
     servers.deno = deno;
+    // /readyz is in the matrix: let both finish their first scan of the folder.
+    for (const server of [node, deno]) {
+      for (let i = 0; i < 200 && (await fetch(`${server.url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+    }
   }, 120_000);
 
   afterAll(async () => {
