@@ -39,6 +39,8 @@ interface CachedHit<T> {
   path?: string;
   info?: FileInfo;
   value?: T;
+  /** For a miss: whether the name had candidate files (unchanged while the stamps are). */
+  nameExists?: boolean;
 }
 
 export interface ManifestHit {
@@ -54,6 +56,12 @@ export interface BlobHit {
 /** A miss, with the problems of broken candidate archives (for the error detail and logs). */
 export interface Miss {
   problems: string[];
+  /**
+   * Whether any candidate file exists for the name, as the search found (and the cached miss
+   * remembers: the candidates depend only on the two folders its stamps cover). Lets a 404
+   * tell NAME_UNKNOWN from MANIFEST_UNKNOWN without listing the folders again.
+   */
+  nameExists?: boolean;
 }
 
 const stampOf = (info: FileInfo | undefined) => (info && info.kind === "directory" ? `${info.id}/${info.mtimeMs}` : "-");
@@ -241,7 +249,7 @@ export class Lookup {
       if (cached.path === undefined) {
         if (foldersUnchanged) {
           this.state.stats.hits++;
-          return { problems: [] };
+          return { problems: [], nameExists: cached.nameExists };
         }
       } else {
         const archive = await this.store.open(cached.path);
@@ -302,9 +310,12 @@ export class Lookup {
         return value;
       }
     }
+    // Candidates for a reference are candidates for the name, and the name has some only if
+    // some exist for any reference (see candidates()).
+    const nameExists = paths.length > 0;
     // Misses in folders with broken files are not cached: the file may be mid-copy.
-    if (problems.length === 0) this.remember(key, { stamps });
-    return { problems };
+    if (problems.length === 0) this.remember(key, { stamps, nameExists });
+    return { problems, nameExists };
   }
 
   private remember(key: string, hit: CachedHit<unknown>): void {
