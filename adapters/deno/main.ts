@@ -101,4 +101,10 @@ globalThis.addEventListener("unhandledrejection", (event) => {
   report("unhandled rejection", event.reason);
 });
 
-main().then((code) => Deno.exit(code));
+main().then(
+  (code) => Deno.exit(code),
+  (e) => {
+    report("fatal", e);
+    Deno.exit(1);
+  },
+);
