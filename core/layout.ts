@@ -77,6 +77,9 @@ export interface LayoutSource {
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** Unservable images of one archive logged one by one; more are summed up in one line. */
+const MAX_LOGGED_PROBLEMS = 20;
+
 function parseJson<T>(bytes: Uint8Array, what: string): T {
   try {
     return JSON.parse(decoder.decode(bytes)) as T;
@@ -125,10 +128,16 @@ export async function loadLayout(
   const problems: string[] = [];
   const broken = new Set<string>();
 
+  // An index.json listing thousands of broken images must not flood the log: the first few
+  // are logged one by one, the rest counted in one line at the end.
+  let unservable = 0;
+  const report = (fields: Record<string, unknown>) => {
+    if (++unservable <= MAX_LOGGED_PROBLEMS) logger.error("image unservable", { file, ...fields });
+  };
   const problem = (digest: string, message: string) => {
     problems.push(`${digest}: ${message}`);
     broken.add(digest);
-    logger.error("image unservable", { file, digest, problem: message });
+    report({ digest, problem: message });
   };
 
   /** Loads a manifest or index and what it references; false if it cannot be served. */
@@ -191,10 +200,13 @@ export async function loadLayout(
   for (const d of index.manifests) {
     if (!isDescriptor(d)) {
       problems.push("index.json has an invalid descriptor");
-      logger.error("image unservable", { file, problem: "index.json has an invalid descriptor" });
+      report({ problem: "index.json has an invalid descriptor" });
       continue;
     }
     if (await visit(d, 0)) entries.push({ digest: d.digest, annotations: d.annotations ?? {} });
+  }
+  if (unservable > MAX_LOGGED_PROBLEMS) {
+    logger.error("image unservable", { file, problem: `${unservable - MAX_LOGGED_PROBLEMS} more unservable images (not logged one by one)`, count: unservable });
   }
 
   return { entries, manifests, blobs, problems, tagsFor: tagIndex(entries) };

@@ -89,6 +89,12 @@ export async function brokenCorpus(): Promise<BrokenCase[]> {
     problem: /invalid descriptor|invalid or unsupported digest/,
   });
 
+  {
+    // 50,000 descriptors of manifests that are not there: one summary line, not 50,000.
+    const manifests = Array.from({ length: 50_000 }, (_, i) => ({ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: `sha256:${i.toString(16).padStart(64, "0")}`, size: 100, annotations: ref("latest") }));
+    add({ label: "50,000 images that are not there", name: "index-flood", bytes: replaced("index.json", json({ schemaVersion: 2, manifests })), problem: /49980 more unservable images/ });
+  }
+
   // ---- manifests and blobs ----
   {
     // Two images in one archive; b's layer is missing: a still served, b not.
