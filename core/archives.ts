@@ -253,6 +253,7 @@ export class ArchiveStore {
       cache,
       createHasher,
       maxEntries: this.limits.maxEntries,
+      maxFileSize: this.limits.maxIndexJsonBytes,
       maxDecompressedBytes: decompressedAllowance(info.size, this.limits.maxDecompressedBytes, this.limits.maxGzipRatio),
     });
     const blobs = new Map<string, BlobLocation>();

@@ -23,6 +23,8 @@ export interface GzipIngestOptions {
   createHasher: HasherFactory;
   /** Largest non-blob file kept in memory. Default 16 MiB. */
   maxFileSize?: number;
+  /** All non-blob files kept in memory together (a hostile archive could hold thousands). Default 4 x maxFileSize. */
+  maxFilesTotal?: number;
   /** Default 100_000. */
   maxEntries?: number;
   /** Default 64 GiB. */
@@ -43,6 +45,8 @@ type Entry = AsyncIterable<Uint8Array> & { header: { name: string; type: string 
 
 export async function ingestGzipTar(compressed: ReadableStream<Uint8Array>, options: GzipIngestOptions): Promise<GzipIngestResult> {
   const maxFileSize = options.maxFileSize ?? 16 * 1024 * 1024;
+  const maxFilesTotal = options.maxFilesTotal ?? 4 * maxFileSize;
+  let filesTotal = 0;
   const maxEntries = options.maxEntries ?? 100_000;
   const maxBytes = options.maxDecompressedBytes ?? 64 * 1024 ** 3;
   const result: GzipIngestResult = { files: new Map(), blobs: new Map() };
@@ -61,7 +65,11 @@ export async function ingestGzipTar(compressed: ReadableStream<Uint8Array>, opti
       const name = normalizeEntryName(entry.header.name);
       const isFile = entry.header.type === "file" || entry.header.type === "contiguous-file";
       if (isFile && name.startsWith("blobs/")) await ingestBlob(entry, name, options, result);
-      else if (isFile) result.files.set(name, await readSmall(entry, name, maxFileSize));
+      else if (isFile) {
+        filesTotal += entry.header.size - (result.files.get(name)?.byteLength ?? 0);
+        if (filesTotal > maxFilesTotal) throw new ArchiveError(`files outside blobs/ add up to more than ${maxFilesTotal} bytes`);
+        result.files.set(name, await readSmall(entry, name, maxFileSize));
+      }
       else await drain(entry); // folders, links and the rest: ignored
     }
     await pumped;
