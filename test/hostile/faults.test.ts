@@ -10,7 +10,8 @@ import { concat, image, layer, layout, packTar, ref, sha256 } from "../fixtures/
 import { memoryRegistry, type MemoryRegistry } from "../helpers/memory-registry.ts";
 import { get, MANIFEST_TYPES, rawRequest, type TempServer, tempServer } from "./helpers.ts";
 
-const data = new Uint8Array(2 << 20).map((_, i) => (i * 13 + (i >> 9)) % 256);
+// Larger than loopback socket buffers can hold, so a paused client leaves the server mid-blob.
+const data = new Uint8Array(24 << 20).map((_, i) => (i * 13 + (i >> 9)) % 256);
 const app = image({ layers: [layer({ "data.bin": data }, { gzip: false })] });
 const other = image({ layers: [layer({ "data.bin": data.map((x) => x ^ 0x55) }, { gzip: false })] });
 const small = image({ layers: [{ "s.txt": "small\n" }] });
@@ -262,14 +263,7 @@ describe("faults under a download (Node server, real files)", () => {
     expect((await rawRequest(t.port, get("/v2/del/manifests/latest", { Accept: MANIFEST_TYPES }))).status).toBe(404);
   });
 
-  it.skipIf(process.getuid?.() === 0)("an unreadable file (mode 000): 500 UNKNOWN, others served", async () => {
-    t.write("locked/latest.oci", await archiveOf(small));
-    chmodSync(join(t.dir, "locked/latest.oci"), 0);
-    const res = await rawRequest(t.port, get("/v2/locked/manifests/latest", { Accept: MANIFEST_TYPES }));
-    expect(res.status).toBe(500);
-    chmodSync(join(t.dir, "locked/latest.oci"), 0o644);
-    expect((await rawRequest(t.port, get("/v2/locked/manifests/latest", { Accept: MANIFEST_TYPES }))).status).toBe(200);
-  });
+  // An unreadable file (mode 000): test/hostile/unreadable.test.ts (the server runs as nobody when the tests run as root).
 
   it("an unwritable cache folder: gzipped archives fail clearly, plain ones are served", async () => {
     const u = await tempServer();
