@@ -62,9 +62,11 @@ const started = new Set();
 // Interrupted: exit normally so that the handler below kills what was started.
 for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => process.exit(130));
 process.on("exit", () => {
-  for (const child of started) {
+  // Descendants too: nginx's workers outlive a killed master.
+  const pids = [...started].flatMap((child) => processTree(child.pid));
+  for (const pid of pids) {
     try {
-      process.kill(child.pid, "SIGKILL");
+      process.kill(pid, "SIGKILL");
     } catch {}
   }
 });
@@ -114,10 +116,13 @@ export class Server {
     try {
       process.kill(this.pid, "SIGTERM");
     } catch {}
+    const tree = this.pids();
     const timer = setTimeout(() => {
-      try {
-        process.kill(this.pid, "SIGKILL");
-      } catch {}
+      for (const pid of tree) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      }
     }, graceMs);
     await this.exitPromise;
     clearTimeout(timer);
