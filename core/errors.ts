@@ -33,7 +33,12 @@ export class OciError extends Error {
   readonly detail: unknown;
   readonly headers: Record<string, string>;
   constructor(code: ErrorCode, detail?: unknown, headers: Record<string, string> = {}) {
+    // An answer, not a bug: no stack trace (capturing one is most of what a 404 costs more
+    // than a hit). Errors that are bugs are not OciErrors and keep theirs.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`${code}: ${errorCodes[code].message}`);
+    Error.stackTraceLimit = limit;
     this.name = "OciError";
     this.code = code;
     this.detail = detail ?? null;
@@ -48,12 +53,14 @@ export function errorBody(code: ErrorCode, detail: unknown = null, message: stri
   return JSON.stringify({ errors: [{ code, message, detail }] });
 }
 
+const encoder = new TextEncoder();
+/** Bytes of a string in UTF-8 (ASCII, the usual case, without encoding it). */
+const utf8Length = (s: string) => (/^[\x00-\x7f]*$/.test(s) ? s.length : encoder.encode(s).byteLength);
+
 /** The spec envelope for an error. `HEAD` gets the same status and headers, and no body. */
 export function errorResponse(err: OciError, method = "GET"): Response {
   const body = errorBody(err.code, err.detail);
-  const headers = new Headers(err.headers);
-  headers.set("Content-Type", "application/json; charset=utf-8");
-  headers.set("Content-Length", String(new TextEncoder().encode(body).byteLength));
+  const headers: Record<string, string> = { ...err.headers, "Content-Type": "application/json; charset=utf-8", "Content-Length": String(utf8Length(body)) };
   return new Response(method === "HEAD" ? null : body, { status: err.status, headers });
 }
 
