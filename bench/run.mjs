@@ -120,6 +120,7 @@ function machineInfo() {
     wrk: versionOf(which("wrk"), ["-v"]),
     curl: versionOf(which("curl"), ["--version"]),
     skopeo: versionOf(which("skopeo"), ["--version"]),
+    deno: existsSync(join(REPO_ROOT, "node_modules", ".bin", "deno")) ? versionOf(join(REPO_ROOT, "node_modules", ".bin", "deno"), ["--version"]) : "not installed",
   };
 }
 

@@ -1,7 +1,7 @@
 // Starts and stops the servers under test, each on its own loopback port with its own files:
 // nginx (static files), CNCF distribution (`docker-registry`), and this registry (Node, Deno).
 // Every process started here is recorded and killed by its PID when the bench exits.
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { delimiter, join } from "node:path";
@@ -38,13 +38,9 @@ export function missingPrograms() {
 }
 
 export function versionOf(cmd, args) {
-  try {
-    const out = execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-    return out.trim().split("\n")[0];
-  } catch (e) {
-    // nginx -v and wrk -v print to stderr (and wrk exits 1).
-    return String(e.stderr ?? e.stdout ?? "").trim().split("\n")[0] || "unknown";
-  }
+  // nginx -v prints to stderr, wrk -v to stdout and exits 1: take the first line of either.
+  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 10_000 });
+  return `${r.stdout ?? ""}\n${r.stderr ?? ""}`.split("\n").map((l) => l.trim()).find(Boolean) ?? "unknown";
 }
 
 export function freePort() {
