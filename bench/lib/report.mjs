@@ -132,3 +132,30 @@ export function renderReport(results) {
 }
 
 export { MIB };
+
+/** The same table as Markdown (for BENCHMARKS.md), with the targets as a list. */
+export function renderMarkdown(results) {
+  const servers = results.servers;
+  const runtimes = results.registries ?? [];
+  const header = ["measurement (median of trials)", ...servers];
+  for (const r of runtimes) header.push(`${r} / nginx`, `${r} / distribution`);
+  const lines = [`| ${header.join(" | ")} |`, `| ${header.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`];
+  for (const metric of METRICS) {
+    const med = results.metrics[metric.key]?.median ?? {};
+    const row = [metric.label, ...servers.map((s) => fmt(med[s] ?? null))];
+    for (const r of runtimes) {
+      for (const ref of REFERENCE_SERVERS) {
+        const a = med[r];
+        const b = med[ref];
+        row.push(a == null || b == null || b === 0 ? "" : `${fmt(a / b)}×`);
+      }
+    }
+    lines.push(`| ${row.join(" | ")} |`);
+  }
+  lines.push("");
+  for (const t of results.targets) {
+    const mark = t.met === null ? "n/a" : t.met ? "**met**" : "**not met**";
+    lines.push(`- ${t.runtime}: ${t.text}: ${t.value === null ? "not measured" : fmt(t.value)} (${mark})`);
+  }
+  return lines.join("\n");
+}
