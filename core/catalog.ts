@@ -1,14 +1,12 @@
 import { type ArchiveStore, isBroken } from "./archives.ts";
 import { type Context, type RouteRequest } from "./context.ts";
-import type { FileSystem } from "./fs.ts";
-import { joinPath } from "./fs.ts";
-import { isValidName } from "./grammar.ts";
+import type { FileInfo, FileSystem } from "./fs.ts";
 import { Lookup } from "./lookup.ts";
 import { jsonResponse } from "./respond.ts";
+import { listArchives, MAX_SCAN_DEPTH, namesServedBy } from "./scan.ts";
 import { paginate } from "./tags.ts";
 
-/** Folders deeper than this are not walked. */
-const MAX_DEPTH = 16;
+const stampOf = (info: FileInfo) => `${info.id}/${info.mtimeMs}`;
 
 /**
  * The names `/v2/_catalog` lists: every name for which some candidate file (by the lookup
@@ -39,43 +37,24 @@ export class Catalog {
   private async unchanged(stamps: Map<string, string>): Promise<boolean> {
     for (const [dir, stamp] of stamps) {
       const info = await this.fs.stat(dir === "" ? "." : dir);
-      if (!info || `${info.id}/${info.mtimeMs}` !== stamp) return false;
+      if (!info || stampOf(info) !== stamp) return false;
     }
     return true;
   }
 
   private async walk(): Promise<string[]> {
     const stamps = new Map<string, string>();
+    const root = await this.fs.stat(".");
+    if (root) stamps.set("", stampOf(root));
+    const { archives } = await listArchives(this.fs, MAX_SCAN_DEPTH, (dir, info) => stamps.set(dir, stampOf(info)));
     const names = new Set<string>();
-    const consider = async (path: string, candidateNames: string[]) => {
-      const wanted = candidateNames.filter((n) => n !== "" && isValidName(n) && !names.has(n));
-      if (wanted.length === 0) return;
+    for (const path of archives) {
+      const wanted = namesServedBy(path).filter((n) => !names.has(n));
+      if (wanted.length === 0) continue;
       const archive = await this.store.open(path).catch(() => undefined);
-      if (!archive || isBroken(archive)) return;
+      if (!archive || isBroken(archive)) continue;
       for (const name of wanted) if (Lookup.tagsIn(archive, name).size > 0) names.add(name);
-    };
-    const visit = async (dir: string, depth: number) => {
-      const info = await this.fs.stat(dir === "" ? "." : dir);
-      if (!info || info.kind !== "directory") return;
-      stamps.set(dir, `${info.id}/${info.mtimeMs}`);
-      const entries = ((await this.fs.list(dir === "" ? "." : dir)) ?? []).filter((n) => !n.startsWith(".")).sort();
-      for (const entry of entries) {
-        const path = joinPath(dir, entry);
-        if (entry.endsWith(".oci")) {
-          const stem = entry.slice(0, -4);
-          const colon = stem.indexOf(":");
-          // <dir>/<x>.oci serves <dir> (as <name>/*.oci) and <dir>/<x> (as <name>.oci);
-          // <dir>/<base>:<tag>.oci serves <dir>/<base> (as <name>:*.oci).
-          await consider(path, colon >= 0 ? [joinPath(dir, stem.slice(0, colon))] : [dir, joinPath(dir, stem)]);
-        } else if (depth < MAX_DEPTH) {
-          const child = await this.fs.stat(path);
-          if (child?.kind !== "directory") continue;
-          if (await this.fs.stat(joinPath(path, "index.json"))) await consider(path, [dir, path]);
-          await visit(path, depth + 1);
-        }
-      }
-    };
-    await visit("", 0);
+    }
     const sorted = [...names].sort();
     this.cached = { stamps, names: sorted };
     return sorted;

@@ -5,7 +5,7 @@
  */
 import type { ArchiveStore } from "./archives.ts";
 import { isValidName } from "./grammar.ts";
-import type { FileSystem } from "./fs.ts";
+import type { FileInfo, FileSystem } from "./fs.ts";
 import { joinPath } from "./fs.ts";
 import type { Logger } from "./log.ts";
 
@@ -21,8 +21,11 @@ export interface FolderListing {
 
 export const MAX_SCAN_DEPTH = 16;
 
-/** Walks the folder (at most `maxDepth` levels, so a symlink loop ends). */
-export async function listArchives(fs: FileSystem, maxDepth = MAX_SCAN_DEPTH): Promise<FolderListing> {
+/**
+ * Walks the folder (at most `maxDepth` levels, so a symlink loop ends). `onFolder` sees every
+ * sub-folder walked into, with its stat (the catalog keeps them to know when to walk again).
+ */
+export async function listArchives(fs: FileSystem, maxDepth = MAX_SCAN_DEPTH, onFolder?: (path: string, info: FileInfo) => void): Promise<FolderListing> {
   const archives: string[] = [];
   const problems: string[] = [];
   const walk = async (dir: string, depth: number): Promise<void> => {
@@ -53,7 +56,10 @@ export async function listArchives(fs: FileSystem, maxDepth = MAX_SCAN_DEPTH): P
         const index = await fs.stat(joinPath(path, "index.json")).catch(() => undefined);
         if (index?.kind === "file") archives.push(path);
         else if (depth >= maxDepth) problems.push(`${path}: deeper than ${maxDepth} folders, not scanned`);
-        else await walk(path, depth + 1);
+        else {
+          onFolder?.(path, info);
+          await walk(path, depth + 1);
+        }
       } else if (info.kind === "file" && name.endsWith(".oci")) archives.push(path);
     }
   };
