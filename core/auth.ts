@@ -176,12 +176,12 @@ export class HtpasswdAuth {
   }
 
   /** `undefined` when the request may go on; otherwise the 401 to answer. */
-  async check(request: Request): Promise<OciError | undefined> {
-    const credentials = basicCredentials(request.headers.get("Authorization"));
+  async check(authorization: string | null | undefined, path: string): Promise<OciError | undefined> {
+    const credentials = basicCredentials(authorization ?? null);
     if (credentials && (await this.verify(credentials.user, credentials.password))) return undefined;
     const reason = credentials ? "wrong" : "missing";
     this.onFailure?.(reason);
-    if (credentials) this.logger.warn("authentication failed", { user: credentials.user, path: new URL(request.url).pathname });
+    if (credentials) this.logger.warn("authentication failed", { user: credentials.user, path });
     return new OciError("UNAUTHORIZED", null, { "WWW-Authenticate": this.challenge });
   }
 }

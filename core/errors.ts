@@ -4,6 +4,8 @@
  * `{"errors":[{"code","message","detail"}]}`.
  * https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes
  */
+import { type Answer, toResponse } from "./answer.ts";
+
 export const errorCodes = {
   BLOB_UNKNOWN: { status: 404, message: "blob unknown to registry" },
   BLOB_UPLOAD_INVALID: { status: 404, message: "blob upload invalid" },
@@ -59,9 +61,14 @@ const utf8Length = (s: string) => (/^[\x00-\x7f]*$/.test(s) ? s.length : encoder
 
 /** The spec envelope for an error. `HEAD` gets the same status and headers, and no body. */
 export function errorResponse(err: OciError, method = "GET"): Response {
+  return toResponse(errorAnswer(err, method));
+}
+
+/** `errorResponse` as plain data (see answer.ts). */
+export function errorAnswer(err: OciError, method = "GET"): Answer {
   const body = errorBody(err.code, err.detail);
   const headers: Record<string, string> = { ...err.headers, "Content-Type": "application/json; charset=utf-8", "Content-Length": String(utf8Length(body)) };
-  return new Response(method === "HEAD" ? null : body, { status: err.status, headers });
+  return { status: err.status, headers, body: method === "HEAD" ? null : body };
 }
 
 /** Archive-level problem: the file is broken. Affects only the images in that file. */

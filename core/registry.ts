@@ -3,21 +3,23 @@
  * FileSystem. Adapters (Node, Deno) pass in the file systems, a logger and a hasher.
  */
 import { Router } from "itty-router";
+import type { Answer, PlainRequest } from "./answer.ts";
 import { ArchiveStore, type ArchiveLimits } from "./archives.ts";
 import { HtpasswdAuth, type HtpasswdOptions } from "./auth.ts";
 import { getBlob } from "./blobs.ts";
 import { collectGarbage } from "./cache-gc.ts";
 import type { Context, RouteRequest } from "./context.ts";
-import { errorResponse, OciError } from "./errors.ts";
+import { errorAnswer, errorResponse, OciError } from "./errors.ts";
 import type { FileSystem, WritableFileSystem } from "./fs.ts";
 import { defaultHasher, type HasherFactory } from "./hash.ts";
 import { Health, operationsHandler } from "./health.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { budgetedCache, defaultServingLimits, type ServingLimits, StreamGate } from "./limits.ts";
 import { Lookup } from "./lookup.ts";
-import { getManifest } from "./manifests.ts";
+import { getManifest, manifestAnswer } from "./manifests.ts";
+import { isValidName, isValidTag, looksLikeDigest, parseDigest } from "./grammar.ts";
 import { Metrics } from "./metrics.ts";
-import { requestNamespace } from "./namespace.ts";
+import { namespaceFolder, requestNamespace } from "./namespace.ts";
 import { scanFolder } from "./scan.ts";
 import { listTags } from "./tags.ts";
 import { BlobVerifier } from "./verify.ts";
@@ -47,6 +49,13 @@ export interface RegistryOptions {
 
 export interface Registry {
   fetch(request: Request): Promise<Response>;
+  /**
+   * The hot route without Web objects: a manifest GET or HEAD whose request target is already
+   * in canonical form (a valid name and reference; nothing a URL parser would rewrite) is
+   * answered as plain data, with the same lookup, negotiation, auth, errors, headers and
+   * metrics as `fetch`. `undefined` for anything else: the adapter then calls `fetch`.
+   */
+  quick(request: PlainRequest): Promise<Answer> | undefined;
   /** Revalidate everything now and drop unreferenced blobs from the cache (what the timer does). */
   rescan(): Promise<void>;
   /** Stop the rescan timer. */
@@ -62,6 +71,10 @@ export interface Registry {
 export const DEFAULT_RESCAN_INTERVAL_MS = 10 * 60 * 1000;
 
 const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0" };
+
+/** A manifest route's request target (path part) as `quick` takes it; anything else goes to `fetch`. */
+const MANIFEST_TARGET = /^\/v2\/([a-z0-9._/-]+)\/manifests\/([A-Za-z0-9_.:=+-]+)$/;
+const isCanonicalReference = (ref: string) => (looksLikeDigest(ref) ? parseDigest(ref) !== undefined : isValidTag(ref));
 
 export function createRegistry(options: RegistryOptions): Registry {
   const metrics = new Metrics();
@@ -82,7 +95,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   if (auth) auth.onFailure = (reason) => metrics.authFailures.inc({ reason });
   const authenticate = async (request: RouteRequest) => {
     if (!auth || !/^\/v2(\/|$)/.test(new URL(request.url).pathname)) return;
-    const denied = await auth.check(request);
+    const denied = await auth.check(request.headers.get("Authorization"), new URL(request.url).pathname);
     if (denied) throw denied;
   };
   const contextFor = (request: Request): Context => {
@@ -152,8 +165,38 @@ export function createRegistry(options: RegistryOptions): Registry {
     (timer as { unref?: () => void }).unref?.();
   }
 
+  const quick = (request: PlainRequest): Promise<Answer> | undefined => {
+    const { method, target } = request;
+    if (method !== "GET" && method !== "HEAD") return undefined;
+    const q = target.indexOf("?");
+    const path = q < 0 ? target : target.slice(0, q);
+    const m = MANIFEST_TARGET.exec(path);
+    // Only targets a URL parser leaves as they are (no dot segments, escapes or fragments), so
+    // that `quick` and `fetch` see the same name and reference.
+    if (!m || !isValidName(m[1]) || !isCanonicalReference(m[2]) || target.includes("#")) return undefined;
+    return answerManifest(request, path, q < 0 ? undefined : target.slice(q + 1), m[1], m[2]);
+  };
+  const answerManifest = async (request: PlainRequest, path: string, query: string | undefined, name: string, reference: string): Promise<Answer> => {
+    const started = metrics.clock();
+    let answer: Answer;
+    try {
+      const denied = auth && (await auth.check(request.header("authorization"), path));
+      if (denied) throw denied;
+      const root = options.nsDirs && query !== undefined ? namespaceFolder(new URLSearchParams(query).get("ns")) : undefined;
+      answer = await manifestAnswer(root ? { ...ctx, lookup: lookup.within(root) } : ctx, request.method, name, reference, (h) => request.header(h));
+    } catch (err) {
+      if (!(err instanceof OciError)) logger.error("request failed", { method: request.method, url: request.target, error: (err as Error)?.message ?? String(err) });
+      answer = errorAnswer(err instanceof OciError ? err : new OciError("UNKNOWN", { reason: "internal error; see the registry's log" }), request.method);
+    }
+    Object.assign(answer.headers, API_VERSION);
+    const bytes = request.method === "HEAD" ? 0 : Number(answer.headers["Content-Length"] ?? 0);
+    metrics.record("manifest", request.method, answer.status, bytes, (metrics.clock() - started) / 1000);
+    return answer;
+  };
+
   const onMainPort = options.operationsOnMainPort ?? true;
   return {
+    quick,
     fetch: metrics.instrument(async (request: Request) => {
       const answer = onMainPort ? await operations(request) : undefined;
       if (answer) return answer;

@@ -9,7 +9,8 @@
  * - backpressure: one chunk is read from the body only after the socket took the previous one,
  *   so a slow client never makes the server hold its blob in memory.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Answer } from "../../core/answer.ts";
 import type { Logger } from "../../core/log.ts";
 import { releaseChunk } from "./chunks.ts";
 
@@ -22,6 +23,13 @@ function bodySource(response: Response): string | Uint8Array | ReadableStream<Ui
   const init = (response as { bodyInit?: unknown }).bodyInit;
   if (typeof init === "string" || init instanceof Uint8Array || init instanceof ReadableStream) return init;
   return response.body;
+}
+
+/** Writes an answer given as plain data (registry.ts `quick`): status line, headers and body in one write. */
+export function sendAnswer(res: ServerResponse, answer: Answer): void {
+  if (res.destroyed || res.writableEnded) return;
+  res.writeHead(answer.status, STATUS_CODES[answer.status], answer.headers);
+  res.end(answer.body ?? undefined);
 }
 
 export async function sendResponse(req: IncomingMessage, res: ServerResponse, response: Response, logger: Logger): Promise<void> {

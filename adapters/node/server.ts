@@ -16,7 +16,7 @@ import { nodeFileSystem } from "./fs.ts";
 import { nodeHasher } from "./hash.ts";
 import { serveOperations } from "./operations.ts";
 import { configFileSystem, createTlsServer } from "./tls.ts";
-import { sendResponse } from "./send.ts";
+import { sendAnswer, sendResponse } from "./send.ts";
 
 export interface RunningServer {
   server: Server | HttpsServer;
@@ -58,6 +58,8 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     inFlight.add(res);
+    // Set when the answer is written from plain data (writeHead's header object is not read back by getHeader).
+    let contentLength: string | undefined;
     let finished = false;
     res.on("finish", () => (finished = true));
     res.on("close", () => {
@@ -66,20 +68,32 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
         method: req.method ?? "",
         path: req.url ?? "",
         status: res.statusCode,
-        contentLength: res.getHeader("content-length") as string | number | undefined,
+        contentLength: contentLength ?? (res.getHeader("content-length") as string | number | undefined),
         started,
         remote: req.socket.remoteAddress,
         aborted: !finished,
       });
     });
+    const fail = (err: unknown) => {
+      logger.error("response failed", { path: req.url, error: (err as Error)?.message ?? String(err) });
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    };
+    // Manifest GET/HEAD: answered as plain data, without a Web Request and Response (registry.ts `quick`).
+    const quick = registry.quick({ method: req.method ?? "", target: req.url ?? "", header: (name) => headerOf(req, name) });
+    if (quick) {
+      quick
+        .then((answer) => {
+          contentLength = answer.headers["Content-Length"];
+          sendAnswer(res, answer);
+        })
+        .catch(fail);
+      return;
+    }
     // Our own writer, not whatwg-node's: a body that fails resets the connection (see send.ts).
     Promise.resolve(adapter.handleNodeRequestAndResponse(req, res))
       .then((response) => sendResponse(req, res, response, logger))
-      .catch((err) => {
-        logger.error("response failed", { path: req.url, error: (err as Error)?.message ?? String(err) });
-        if (!res.headersSent) res.writeHead(500).end();
-        else res.destroy();
-      });
+      .catch(fail);
   };
   const { tlsCert, tlsKey, watchIntervalMs } = options;
   const tls = tlsCert && tlsKey ? await createTlsServer({ tlsCert, tlsKey, watchIntervalMs }, handle, logger) : undefined;
@@ -117,4 +131,10 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     clearTimeout(timer);
   };
   return { server, registry, url, operationsUrl: operations?.url, close };
+}
+
+/** A request header as `Headers.get` gives it: repeated values joined with ", ". */
+function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(", ") : value;
 }
