@@ -19,6 +19,13 @@ export interface NodeFileSystemOptions {
   chunkSize?: number;
   /** Where symlinks may lead besides the root (`--allow-symlink-root`), and who hears of refusals. */
   symlinks?: ConfinementOptions;
+  /**
+   * Share `stat` answers within one event-loop turn (read-only trees; what `serve` uses for
+   * --dir): requests read in the same turn arrived together, so they may share one stat of
+   * each path, and none is answered from a stat older than its own arrival. Default false:
+   * every call stats.
+   */
+  statsPerTurn?: boolean;
 }
 
 // O_NONBLOCK so that opening a FIFO placed in the folder cannot hang; no effect on regular files.
@@ -39,6 +46,19 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
       resolved.set(path, full);
     }
     return full;
+  };
+  // `statsPerTurn`: requests read in the same event-loop turn (32 busy connections deliver
+  // several per turn) share one stat of each path; the memo is dropped at the end of the turn.
+  const sameTurn = new Map<string, FileInfo | undefined>();
+  let dropping = false;
+  const rememberForTurn = (full: string, info: FileInfo | undefined) => {
+    sameTurn.set(full, info);
+    if (dropping) return;
+    dropping = true;
+    setImmediate(() => {
+      sameTurn.clear();
+      dropping = false;
+    });
   };
   // A path whose real location is outside the root (and the allowed roots) is "not there".
   const confine = confinement(base, options.symlinks);
@@ -72,15 +92,17 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
     async stat(path) {
       try {
         const full = at(path);
+        if (sameTurn.has(full)) return sameTurn.get(full);
         // Synchronous on purpose: a cached registry request costs three stats (two folders and
         // the archive). On a local disk statSync answers in a few µs; fs.promises.stat adds a
         // thread-pool round trip and a promise (7× the time in a micro-benchmark, and about a
         // fifth of a manifest GET's CPU in the bench's profile). The event loop waits only as
         // long as the kernel takes to answer, which on a network mount may be longer.
         const s = statSync(full, { bigint: true, throwIfNoEntry: false });
-        if (!s) return undefined;
-        const info = infoOf(s);
-        return (await confine.allows(full, info.id)) ? info : undefined;
+        const info = s && infoOf(s);
+        const answer = info && (await confine.allows(full, info.id)) ? info : undefined;
+        if (options.statsPerTurn && !options.writable) rememberForTurn(full, answer);
+        return answer;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;

@@ -1,0 +1,39 @@
+/**
+ * nodeFileSystem's `statsPerTurn` (what the server uses for --dir): stats of one path share
+ * an answer within an event-loop turn and never past it; without the option every call stats.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { nodeFileSystem } from "../../adapters/node/fs.ts";
+
+const root = mkdtempSync(join(tmpdir(), "stats-per-turn-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("nodeFileSystem statsPerTurn", () => {
+  it("shares a stat within a turn and stats again in the next", async () => {
+    const fs = nodeFileSystem(root, { statsPerTurn: true });
+    writeFileSync(join(root, "a.oci"), "one");
+    const first = await fs.stat("a.oci");
+    expect(first?.size).toBe(3);
+    rmSync(join(root, "a.oci"));
+    expect(await fs.stat("a.oci"), "same turn: the shared answer").toEqual(first);
+    await nextTurn();
+    expect(await fs.stat("a.oci"), "next turn: stats again").toBeUndefined();
+    writeFileSync(join(root, "a.oci"), "three");
+    expect(await fs.stat("a.oci"), "a miss is shared too").toBeUndefined();
+    await nextTurn();
+    expect((await fs.stat("a.oci"))?.size).toBe(5);
+  });
+
+  it("is off by default and on writable trees", async () => {
+    for (const fs of [nodeFileSystem(root), nodeFileSystem(root, { statsPerTurn: true, writable: true })]) {
+      writeFileSync(join(root, "b.oci"), "one");
+      expect((await fs.stat("b.oci"))?.size).toBe(3);
+      writeFileSync(join(root, "b.oci"), "four");
+      expect((await fs.stat("b.oci"))?.size).toBe(4);
+    }
+  });
+});
