@@ -1,12 +1,13 @@
 /**
  * Opens archives: reads a plain tar's headers (never its blobs) or streams a gzipped tar once
- * into the blob cache, then loads its layout. One index per archive version: concurrent
+ * into the blob cache (twice for a gzipped legacy docker save, whose layer digests are only
+ * known after the first read), then loads its layout. One index per archive version: concurrent
  * requests share one indexing (single-flight), and a file replaced or changed in place
  * (other id, size or mtime) is indexed afresh.
  */
 import { ArchiveError } from "./errors.ts";
 import { type FileInfo, type FileSystem, joinPath, type WritableFileSystem } from "./fs.ts";
-import { loadDockerSave } from "./docker-save.ts";
+import { gzipSave, loadDockerSave, tarSave } from "./docker-save.ts";
 import { ingestGzipTar, isGzip } from "./gzip.ts";
 import type { HasherFactory } from "./hash.ts";
 import { type BlobLocation, defaultLayoutLimits, type Layout, type LayoutLimits, loadLayout } from "./layout.ts";
@@ -17,7 +18,7 @@ import { indexTar, type TarEntry } from "./tar.ts";
 export interface Archive extends Layout {
   path: string;
   info: FileInfo;
-  format: "tar" | "tar+gzip" | "folder" | "docker-save";
+  format: "tar" | "tar+gzip" | "folder" | "docker-save" | "docker-save+gzip";
 }
 
 export interface BrokenArchive {
@@ -181,7 +182,8 @@ export class ArchiveStore {
     const blobs = new Map<string, BlobLocation>();
     if (!entries.some((e) => e.name === "index.json") && entries.some((e) => e.name === "manifest.json")) {
       const byName = new Map(entries.map((e) => [e.name, e]));
-      const layout = await loadDockerSave({ path, info, fs, cache: this.options.cache, entries: byName, createHasher, logger, maxJsonBytes: this.limits.maxIndexJsonBytes });
+      const save = tarSave({ path, info, fs, cache: this.options.cache, entries: byName, createHasher, logger });
+      const layout = await loadDockerSave(save, createHasher, this.limits.maxIndexJsonBytes);
       return { ...layout, path, info, format: "docker-save" };
     }
     for (const entry of entries) {
@@ -247,15 +249,27 @@ export class ArchiveStore {
   private async loadGzip(path: string, info: FileInfo): Promise<Archive> {
     const { fs, cache, createHasher, logger } = this.options;
     if (!cache) throw new ArchiveError("gzip-compressed archive, but no writable --cache-dir to unpack it into");
-    const stream = await fs.stream(path, 0, info.size, { expect: info });
-    if (!stream) throw new ArchiveError("file changed while being opened");
-    const result = await ingestGzipTar(stream, {
-      cache,
-      createHasher,
-      maxEntries: this.limits.maxEntries,
-      maxFileSize: this.limits.maxIndexJsonBytes,
-      maxDecompressedBytes: decompressedAllowance(info.size, this.limits.maxDecompressedBytes, this.limits.maxGzipRatio),
-    });
+    const ingest = async (extract?: Map<number, string>) => {
+      const stream = await fs.stream(path, 0, info.size, { expect: info });
+      if (!stream) throw new ArchiveError("file changed while being opened");
+      return ingestGzipTar(stream, {
+        cache,
+        createHasher,
+        extract,
+        maxEntries: this.limits.maxEntries,
+        maxFileSize: this.limits.maxIndexJsonBytes,
+        maxDecompressedBytes: decompressedAllowance(info.size, this.limits.maxDecompressedBytes, this.limits.maxGzipRatio),
+      });
+    };
+    const result = await ingest();
+    const names = (name: string) => result.files.has(name) || result.others.has(name);
+    if (!names("index.json") && names("manifest.json")) {
+      // A legacy docker save, gzipped: its layers were hashed on the way; a second read of the
+      // archive unpacks the ones the cache lacks.
+      const save = gzipSave({ ingested: result, cache, createHasher, extract: async (wanted) => void (await ingest(wanted)) });
+      const layout = await loadDockerSave(save, createHasher, this.limits.maxIndexJsonBytes);
+      return { ...layout, path, info, format: "docker-save+gzip" };
+    }
     const blobs = new Map<string, BlobLocation>();
     for (const [digest, blob] of result.blobs) blobs.set(digest, { fs: cache, path: blob.path, offset: 0, size: blob.size });
     const layout = await loadLayout(

@@ -1,9 +1,12 @@
 /**
  * Ingests a gzip-compressed OCI layout archive once: decompresses it as a stream, writes each
  * `blobs/<alg>/<encoded>` entry to a content-addressed cache (hashing as it writes, so a blob
- * that does not match its name never lands there) and keeps the small files (`index.json`,
- * `oci-layout`, `manifest.json`...) in memory. A gzip stream cannot seek, so unlike `tar.ts`
- * this reads the whole archive; blobs flow through with backpressure, never buffered whole.
+ * that does not match its name never lands there) and keeps the small metadata files
+ * (`index.json`, `oci-layout`, `manifest.json`, `<config>.json`...) in memory. Every other
+ * file (a legacy `docker save`'s `<id>/layer.tar`) is hashed as it goes by and not kept: its
+ * digest is only known at its end, so a second pass (`extract`) writes the ones needed to the
+ * cache, checked against that digest. A gzip stream cannot seek, so unlike `tar.ts` this reads
+ * the whole archive; data flows through with backpressure, never buffered whole.
  */
 import { extract } from "tar-stream";
 import { ArchiveError } from "./errors.ts";
@@ -16,6 +19,25 @@ export interface GzipIngestResult {
   files: Map<string, Uint8Array>;
   /** `alg:encoded` -> where the blob is in the cache. */
   blobs: Map<string, { path: string; size: number }>;
+  /**
+   * Every other file and link by normalised name (the last entry of a name wins): files hashed
+   * as they went by but not kept, links with their targets. Folders are left out.
+   */
+  others: Map<string, OtherEntry>;
+}
+
+export interface OtherEntry {
+  type: "file" | "symlink" | "hardlink";
+  /** Position in the archive (0 for the first entry): how `extract` finds the entry again. */
+  ordinal: number;
+  /** Bytes of data (0 for links). */
+  size: number;
+  /** Files: `sha256:<hex>` of the data. */
+  digest?: string;
+  /** Files: the first bytes of the data (up to 4), to tell a gzip-compressed layer. */
+  head?: Uint8Array;
+  /** Links: the target, as written for a symlink, normalised for a hard link. */
+  linkName?: string;
 }
 
 export interface GzipIngestOptions {
@@ -29,6 +51,12 @@ export interface GzipIngestOptions {
   maxEntries?: number;
   /** Default 64 GiB. */
   maxDecompressedBytes?: number;
+  /**
+   * A second pass over the same archive: write only the files at these positions (`ordinal`) to
+   * the cache, each as the sha256 blob given (checked as it is written, as blobs are), and skip
+   * everything else. The result then holds just those blobs.
+   */
+  extract?: Map<number, string>;
 }
 
 export function isGzip(firstBytes: Uint8Array): boolean {
@@ -41,7 +69,12 @@ const BLOB_PATH = /^blobs\/([a-z0-9]+(?:[+._-][a-z0-9]+)*)\/([a-zA-Z0-9=_-]+)$/;
 /** Encoded forms of the registered algorithms (image-spec descriptor.md). */
 const ENCODED: Record<string, RegExp | undefined> = { sha256: /^[a-f0-9]{64}$/, sha512: /^[a-f0-9]{128}$/ };
 
-type Entry = AsyncIterable<Uint8Array> & { header: { name: string; type: string | null; size: number }; destroy(err?: Error): void };
+/** Files outside `blobs/` kept in memory: the ones a layout or a docker save reads as JSON. */
+function isMetadata(name: string): boolean {
+  return name === "oci-layout" || name.endsWith(".json");
+}
+
+type Entry = AsyncIterable<Uint8Array> & { header: { name: string; type: string | null; size: number; linkname?: string | null }; destroy(err?: Error): void };
 
 export async function ingestGzipTar(compressed: ReadableStream<Uint8Array>, options: GzipIngestOptions): Promise<GzipIngestResult> {
   const maxFileSize = options.maxFileSize ?? 16 * 1024 * 1024;
@@ -49,7 +82,9 @@ export async function ingestGzipTar(compressed: ReadableStream<Uint8Array>, opti
   let filesTotal = 0;
   const maxEntries = options.maxEntries ?? 100_000;
   const maxBytes = options.maxDecompressedBytes ?? 64 * 1024 ** 3;
-  const result: GzipIngestResult = { files: new Map(), blobs: new Map() };
+  const result: GzipIngestResult = { files: new Map(), blobs: new Map(), others: new Map() };
+  const { extract: wanted } = options;
+  let extracted = 0;
 
   const extractor = extract({ allowUnknownFormat: true } as Parameters<typeof extract>[0]);
   const input = gunzip(compressed);
@@ -61,18 +96,33 @@ export async function ingestGzipTar(compressed: ReadableStream<Uint8Array>, opti
       const next = await entries.next().catch((err) => Promise.reject(asArchiveError(err, "tar")));
       if (next.done) break;
       const entry = next.value;
+      const ordinal = count;
       if (++count > maxEntries) throw new ArchiveError(`more than ${maxEntries} entries`);
       const name = normalizeEntryName(entry.header.name);
-      const isFile = entry.header.type === "file" || entry.header.type === "contiguous-file";
-      if (isFile && name.startsWith("blobs/")) await ingestBlob(entry, name, options, result);
-      else if (isFile) {
+      const { type } = entry.header;
+      const isFile = type === "file" || type === "contiguous-file";
+      if (wanted) {
+        const digest = isFile ? wanted.get(ordinal) : undefined;
+        if (digest) {
+          const [algorithm, encoded] = digest.split(":");
+          result.blobs.set(digest, await storeBlob(entry, algorithm, encoded, options));
+          extracted++;
+        } else await drain(entry);
+      } else if (isFile && name.startsWith("blobs/")) await ingestBlob(entry, name, options, result);
+      else if (isFile && isMetadata(name)) {
         filesTotal += entry.header.size - (result.files.get(name)?.byteLength ?? 0);
         if (filesTotal > maxFilesTotal) throw new ArchiveError(`files outside blobs/ add up to more than ${maxFilesTotal} bytes`);
         result.files.set(name, await readSmall(entry, name, maxFileSize));
-      }
-      else await drain(entry); // folders, links and the rest: ignored
+      } else if (isFile) {
+        result.others.set(name, { type: "file", ordinal, size: entry.header.size, ...(await hashEntry(entry, options)) });
+      } else if ((type === "symlink" || type === "link") && entry.header.linkname) {
+        const linkName = type === "link" ? normalizeEntryName(entry.header.linkname) : entry.header.linkname;
+        result.others.set(name, { type: type === "link" ? "hardlink" : "symlink", ordinal, size: 0, linkName });
+        await drain(entry);
+      } else await drain(entry); // folders and the rest: ignored
     }
     await pumped;
+    if (wanted && extracted !== wanted.size) throw new ArchiveError("archive changed between two reads");
     return result;
   } catch (err) {
     input.cancel(err);
@@ -190,17 +240,26 @@ async function ingestBlob(entry: Entry, name: string, options: GzipIngestOptions
   const match = BLOB_PATH.exec(name);
   // Not a blob (`blobs/sha256/x/y`, `blobs/sha256/README`): nothing can refer to it. Ignored.
   if (!match || ENCODED[match[1]]?.test(match[2]) === false) return drain(entry);
-  const [path, algorithm, encoded] = match;
+  const [, algorithm, encoded] = match;
+  result.blobs.set(`${algorithm}:${encoded}`, await storeBlob(entry, algorithm, encoded, options));
+}
+
+/**
+ * Writes an entry to the cache as `blobs/<algorithm>/<encoded>`, hashing as it writes: bytes
+ * that do not match the digest fail the write and leave nothing. A blob already cached with
+ * the entry's size is kept (the cache only ever holds verified blobs).
+ */
+async function storeBlob(entry: Entry, algorithm: string, encoded: string, options: GzipIngestOptions): Promise<{ path: string; size: number }> {
+  const path = `blobs/${algorithm}/${encoded}`;
   const digest = `${algorithm}:${encoded}`;
   const size = entry.header.size;
   const hasher = options.createHasher(algorithm);
-  if (!hasher) throw new ArchiveError(`unsupported digest algorithm in ${name}`);
+  if (!hasher) throw new ArchiveError(`unsupported digest algorithm in ${path}`);
 
   const cached = await options.cache.stat(path);
   if (cached?.kind === "file" && cached.size === size) {
     await drain(entry);
-    result.blobs.set(digest, { path, size });
-    return;
+    return { path, size };
   }
 
   let failure: unknown;
@@ -236,7 +295,29 @@ async function ingestBlob(entry: Entry, name: string, options: GzipIngestOptions
     // Our own error (bad digest, broken archive) rather than however the cache rethrew it.
     throw failure ?? err;
   }
-  result.blobs.set(digest, { path, size });
+  return { path, size };
+}
+
+/** Reads an entry through, keeping only its sha256 and first bytes. */
+async function hashEntry(entry: Entry, options: GzipIngestOptions): Promise<{ digest: string; head: Uint8Array }> {
+  const hasher = options.createHasher("sha256");
+  if (!hasher) throw new Error("no sha256 hasher");
+  const head = new Uint8Array(4);
+  let at = 0;
+  try {
+    for await (const chunk of entry) {
+      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (at < head.length) {
+        const part = bytes.subarray(0, head.length - at);
+        head.set(part, at);
+        at += part.length;
+      }
+      hasher.update(bytes);
+    }
+  } catch (err) {
+    throw asArchiveError(err, "tar");
+  }
+  return { digest: `sha256:${hasher.digest()}`, head: head.slice(0, at) };
 }
 
 async function readSmall(entry: Entry, name: string, limit: number): Promise<Uint8Array> {

@@ -3,7 +3,8 @@
 //   - unpacked layout folders: skopeo `oci:DIR/<name>/<ref>` (an image and an index), umoci
 //     `DIR/<name>`, podman `save --format oci-dir`;
 //   - docker save: podman `--format docker-archive`, a pre-Docker-25 archive built here, a
-//     Docker 25+ one (OCI layout + manifest.json) assembled from skopeo output;
+//     Docker 25+ one (OCI layout + manifest.json) assembled from skopeo output, and both of
+//     those gzipped (`docker save | gzip`);
 //   - referrers (signature- and SBOM-style artifacts beside a skopeo-written image);
 //   - /v2/_catalog over the whole folder, multipart ranges, Accept negotiation (compared with
 //     CNCF distribution serving the same images, pushed there from this server by skopeo).
@@ -13,6 +14,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   formatAvailable,
@@ -229,7 +231,7 @@ describeWithTools(["skopeo"], "issue 7 formats and endpoints, pulled by real cli
 
     // --- OCI layouts: folders written by skopeo, umoci and podman; the Docker 25+ archive -------
 
-    const layoutIds: FormatId[] = ["skopeo-folder", "skopeo-folder-multi", "umoci-folder", "podman-folder", "docker25", "signed"];
+    const layoutIds: FormatId[] = ["skopeo-folder", "skopeo-folder-multi", "umoci-folder", "podman-folder", "docker25", "docker25-gzip", "signed"];
     for (const id of layoutIds) {
       test.skipIf(!formatRuns(id))(`${id}: skopeo inspect, inspect --raw, copy --all --preserve-digests (digests equal)`, async () => {
         const format = layoutFormat(id);
@@ -263,18 +265,29 @@ describeWithTools(["skopeo"], "issue 7 formats and endpoints, pulled by real cli
       });
     }
 
-    test.skipIf(!formatRuns("docker25"))("docker25: served as OCI (the index.json manifest), not as a docker save", async () => {
-      const want = layoutFormat("docker25").tags.v1!;
-      const res = await raw(server.url, "/v2/docker25/manifests/v1", { Accept: ACCEPT_MANIFESTS });
-      expect(res.status, describeRaw(res)).toBe(200);
-      expect(res.headers["content-type"]).toBe(MT.ociManifest);
-      expect(res.headers["docker-content-digest"]).toBe(want.digest);
-      expect(res.body.equals(want.bytes)).toBe(true);
-    });
+    for (const [id, name] of [["docker25", "docker25"], ["docker25-gzip", "docker25-gz"]] as const) {
+      test.skipIf(!formatRuns(id))(`${id}: served as OCI (the index.json manifest), not as a docker save`, async () => {
+        const want = layoutFormat("docker25").tags.v1!;
+        const res = await raw(server.url, `/v2/${name}/manifests/v1`, { Accept: ACCEPT_MANIFESTS });
+        expect(res.status, describeRaw(res)).toBe(200);
+        expect(res.headers["content-type"]).toBe(MT.ociManifest);
+        expect(res.headers["docker-content-digest"]).toBe(want.digest);
+        expect(res.body.equals(want.bytes)).toBe(true);
+      });
+    }
 
     // --- docker save archives ---------------------------------------------------------------------
 
-    for (const id of ["podman-docker-archive", "legacy-docker-save"] as const) {
+    /** The archive as skopeo's docker-archive: reads it (skopeo 1.9 cannot read a gzipped one). */
+    const plainCopy = (format: DockerSaveFormat): string => {
+      const bytes = readFileSync(format.path);
+      if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return format.path;
+      const file = join(work, `${format.id}.tar`);
+      writeFileSync(file, gunzipSync(bytes));
+      return file;
+    };
+
+    for (const id of ["podman-docker-archive", "legacy-docker-save", "legacy-docker-save-gzip"] as const) {
       /** What the server answers for name:tag, checked against the archive. */
       async function servedManifest(format: DockerSaveFormat, tag: string, image: SavedImage) {
         const ref = `${server.host}/${format.name}:${tag}`;
@@ -297,7 +310,7 @@ describeWithTools(["skopeo"], "issue 7 formats and endpoints, pulled by real cli
           expect([...(inspected.RepoTags ?? [])].sort(), `RepoTags of ${ref}`).toEqual(tags);
           expect(inspected.Layers).toEqual(image.layers.map((l) => l.digest));
           // The same blobs skopeo itself finds reading the archive from disk.
-          const local = JSON.parse((await run("skopeo", ["inspect", "--raw", `docker-archive:${format.path}:${image.repoTags.find((t) => t.endsWith(`:${tag}`))}`])).stdout) as {
+          const local = JSON.parse((await run("skopeo", ["inspect", "--raw", `docker-archive:${plainCopy(format)}:${image.repoTags.find((t) => t.endsWith(`:${tag}`))}`])).stdout) as {
             config: { digest: string };
             layers: { digest: string }[];
           };
@@ -330,6 +343,24 @@ describeWithTools(["skopeo"], "issue 7 formats and endpoints, pulled by real cli
         }
       });
     }
+
+    test("legacy-docker-save-gzip: the same manifests, configs and layers as the plain archive of the same images", async () => {
+      const plain = saveFormat("legacy-docker-save");
+      const zipped = saveFormat("legacy-docker-save-gzip");
+      expect(Object.keys(zipped.tags).sort()).toEqual(Object.keys(plain.tags).sort());
+      for (const tag of Object.keys(plain.tags)) {
+        const [want, got] = await Promise.all([plain, zipped].map((f) => raw(server.url, `/v2/${f.name}/manifests/${tag}`, { Accept: ACCEPT_MANIFESTS })));
+        expect(got!.status, `${zipped.name}:${tag} ${describeRaw(got!)}\n${context()}`).toBe(200);
+        expect(got!.headers["docker-content-digest"], tag).toBe(want!.headers["docker-content-digest"]);
+        expect(got!.body.equals(want!.body), tag).toBe(true);
+        const manifest = JSON.parse(got!.body.toString("utf8")) as { config: { digest: string }; layers: { digest: string }[] };
+        for (const digest of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+          const blob = await raw(server.url, `/v2/${zipped.name}/blobs/${digest}`);
+          expect(blob.status, digest).toBe(200);
+          expect(sha256(blob.body), digest).toBe(digest);
+        }
+      }
+    });
 
     // --- referrers ------------------------------------------------------------------------------
 

@@ -113,11 +113,13 @@ describe("ingestGzipTar", () => {
     const { fs } = cache();
     const empty = blob("");
     const input = new Map([
+      ["empty.json", new Uint8Array(0)],
       ["empty.txt", new Uint8Array(0)],
       [`blobs/sha256/${empty.digest.slice(7)}`, empty.bytes],
     ]);
     const result = await ingest(await packTar(input, { gzip: true }), fs);
-    expect(result.files.get("empty.txt")).toEqual(new Uint8Array(0));
+    expect(result.files.get("empty.json")).toEqual(new Uint8Array(0));
+    expect(result.others.get("empty.txt")).toEqual({ type: "file", ordinal: 1, size: 0, digest: empty.digest, head: new Uint8Array(0) });
     expect(result.blobs.get(empty.digest)).toEqual({ path: `blobs/sha256/${empty.digest.slice(7)}`, size: 0 });
     expect((await fs.stat(`blobs/sha256/${empty.digest.slice(7)}`))?.size).toBe(0);
   });
@@ -159,6 +161,45 @@ describe("ingestGzipTar", () => {
     const result = await ingest(archive, fs);
     expect(result.blobs.size).toBe(blobPaths.length);
     expect([...result.files.keys()].sort()).toEqual(["index.json", "oci-layout"]);
+  });
+
+  it("hashes files that are not metadata without keeping them, and notes links", async () => {
+    const { fs } = cache();
+    const big = randomBytes(3 * 1024 * 1024);
+    const input = new Map<string, Uint8Array>([
+      ["aaa/layer.tar", big],
+      ["aaa/VERSION", bytesOf("1.0")],
+      ["config.json", bytesOf("{}")],
+      ["manifest.json", bytesOf("[]")],
+    ]);
+    const extra = [
+      { name: "bbb/layer.tar", type: "symlink" as const, linkname: "../aaa/layer.tar" },
+      { name: "ccc/layer.tar", type: "link" as const, linkname: "./aaa/layer.tar" },
+    ];
+    const result = await ingest(await packTar(input, { gzip: true, folders: true, extra }), fs, { maxFileSize: 1024 });
+    expect([...result.files.keys()].sort()).toEqual(["config.json", "manifest.json"]);
+    const layer = result.others.get("aaa/layer.tar")!;
+    expect(layer).toMatchObject({ type: "file", size: big.length, digest: sha256(big), head: new Uint8Array(big.subarray(0, 4)) });
+    expect(result.others.get("aaa/VERSION")?.digest).toBe(sha256(bytesOf("1.0")));
+    expect(result.others.get("bbb/layer.tar")).toMatchObject({ type: "symlink", size: 0, linkName: "../aaa/layer.tar" });
+    expect(result.others.get("ccc/layer.tar")).toMatchObject({ type: "hardlink", size: 0, linkName: "aaa/layer.tar" });
+    expect(await cached(fs)).toEqual([]);
+
+    // The second pass writes the wanted entries, and nothing else, checked against the digest.
+    const again = await ingest(await packTar(input, { gzip: true, folders: true, extra }), fs, { extract: new Map([[layer.ordinal, layer.digest!]]) });
+    const path = `blobs/sha256/${layer.digest!.slice(7)}`;
+    expect(await cached(fs)).toEqual([path]);
+    expect(again.blobs.get(layer.digest!)).toEqual({ path, size: big.length });
+    expect(again.files.size + again.others.size).toBe(0);
+    expect(Buffer.from((await fs.read(path, 0, big.length + 1))!).equals(big)).toBe(true);
+  });
+
+  it("a second pass finding other bytes at a position writes nothing", async () => {
+    const { fs } = cache();
+    const archive = await packTar(new Map([["a/layer.tar", bytesOf("changed")]]), { gzip: true });
+    await rejects(ingest(archive, fs, { extract: new Map([[0, sha256(bytesOf("original"))]]) }), /does not match its content/);
+    await rejects(ingest(archive, fs, { extract: new Map([[5, sha256(bytesOf("changed"))]]) }), /^archive changed between two reads$/);
+    expect(await cached(fs)).toEqual([]);
   });
 
   it("rejects a truncated gzip stream", async () => {
