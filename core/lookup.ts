@@ -70,6 +70,8 @@ const stampOf = (info: FileInfo | undefined) => (info && info.kind === "director
 interface LookupState {
   dirs: Map<string, DirListing>;
   hits: Map<string, CachedHit<unknown>>;
+  /** `foldersOf` per root and name. */
+  folders: Map<string, string[]>;
   /** Requests answered from the reference cache, and ones that searched the candidates. */
   stats: { hits: number; misses: number };
 }
@@ -88,7 +90,7 @@ export class Lookup {
   constructor(fs: FileSystem, store: ArchiveStore, view?: { state: LookupState; root: string }) {
     this.fs = fs;
     this.store = store;
-    this.state = view?.state ?? { dirs: new Map(), hits: new Map(), stats: { hits: 0, misses: 0 } };
+    this.state = view?.state ?? { dirs: new Map(), hits: new Map(), folders: new Map(), stats: { hits: 0, misses: 0 } };
     this.dirs = this.state.dirs;
     this.hits = this.state.hits;
     this.root = view?.root ?? "";
@@ -114,6 +116,7 @@ export class Lookup {
   clear(): void {
     this.dirs.clear();
     this.hits.clear();
+    this.state.folders.clear();
   }
 
   private async listing(dir: string): Promise<DirListing> {
@@ -144,13 +147,24 @@ export class Lookup {
   }
 
   private async stamps(name: string): Promise<string[]> {
-    const stamps: string[] = [];
-    for (const root of this.roots) {
-      const [own, parent] = Lookup.dirsOf(name, root);
-      const [a, b] = await Promise.all([this.fs.stat(own), this.fs.stat(parent === "" ? "." : parent)]);
-      stamps.push(stampOf(a), stampOf(b));
+    const folders = this.foldersOf(name);
+    const infos = await Promise.all(folders.map((f) => this.fs.stat(f)));
+    return infos.map(stampOf);
+  }
+
+  /** The folders whose stamps cover a name's candidates (own and parent, per root), remembered per name. */
+  private foldersOf(name: string): string[] {
+    const key = `${this.root}\0${name}`;
+    let folders = this.state.folders.get(key);
+    if (!folders) {
+      folders = this.roots.flatMap((root) => {
+        const [own, parent] = Lookup.dirsOf(name, root);
+        return [own, parent === "" ? "." : parent];
+      });
+      if (this.state.folders.size >= this.maxCached) this.state.folders.clear();
+      this.state.folders.set(key, folders);
     }
-    return stamps;
+    return folders;
   }
 
   /** Candidate archive paths for a name (and reference), in lookup order. */
@@ -253,7 +267,8 @@ export class Lookup {
         }
       } else {
         const archive = await this.store.open(cached.path);
-        const value = archive && !isBroken(archive) ? holds(archive) : undefined;
+        // The same archive object is the same unchanged file: what it held, it still holds.
+        const value = archive && archive === cached.value?.archive ? cached.value : archive && !isBroken(archive) ? holds(archive) : undefined;
         if (value) {
           this.state.stats.hits++;
           if (foldersUnchanged) return value;

@@ -49,10 +49,11 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
   };
   // `statsPerTurn`: requests read in the same event-loop turn (32 busy connections deliver
   // several per turn) share one stat of each path; the memo is dropped at the end of the turn.
-  const sameTurn = new Map<string, FileInfo | undefined>();
+  const shareStats = options.statsPerTurn === true && !options.writable;
+  const sameTurn = new Map<string, Promise<FileInfo | undefined>>();
   let dropping = false;
-  const rememberForTurn = (full: string, info: FileInfo | undefined) => {
-    sameTurn.set(full, info);
+  const rememberForTurn = (path: string, answer: Promise<FileInfo | undefined>) => {
+    sameTurn.set(path, answer);
     if (dropping) return;
     dropping = true;
     setImmediate(() => {
@@ -70,6 +71,23 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
       return undefined;
     }
     return file;
+  };
+  const statNow = async (path: string): Promise<FileInfo | undefined> => {
+    try {
+      const full = at(path);
+      // Synchronous on purpose: a cached registry request costs three stats (two folders and
+      // the archive). On a local disk statSync answers in a few µs; fs.promises.stat adds a
+      // thread-pool round trip and a promise (7× the time in a micro-benchmark, and about a
+      // fifth of a manifest GET's CPU in the bench's profile). The event loop waits only as
+      // long as the kernel takes to answer, which on a network mount may be longer.
+      const s = statSync(full, { bigint: true, throwIfNoEntry: false });
+      if (!s) return undefined;
+      const info = infoOf(s);
+      return (await confine.allows(full, info.id)) ? info : undefined;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   };
   const checkWritable = () => {
     if (!options.writable) {
@@ -89,24 +107,11 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
       }
     },
 
-    async stat(path) {
-      try {
-        const full = at(path);
-        if (sameTurn.has(full)) return sameTurn.get(full);
-        // Synchronous on purpose: a cached registry request costs three stats (two folders and
-        // the archive). On a local disk statSync answers in a few µs; fs.promises.stat adds a
-        // thread-pool round trip and a promise (7× the time in a micro-benchmark, and about a
-        // fifth of a manifest GET's CPU in the bench's profile). The event loop waits only as
-        // long as the kernel takes to answer, which on a network mount may be longer.
-        const s = statSync(full, { bigint: true, throwIfNoEntry: false });
-        const info = s && infoOf(s);
-        const answer = info && (await confine.allows(full, info.id)) ? info : undefined;
-        if (options.statsPerTurn && !options.writable) rememberForTurn(full, answer);
-        return answer;
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
+    stat(path) {
+      if (!shareStats) return statNow(path);
+      let answer = sameTurn.get(path);
+      if (!answer) rememberForTurn(path, (answer = statNow(path)));
+      return answer;
     },
 
     async read(path, offset, length) {
