@@ -146,10 +146,21 @@ export class Lookup {
     return [joinPath(root, name), joinPath(root, parent), base];
   }
 
-  private async stamps(name: string): Promise<string[]> {
+  /**
+   * The stamps of the folders covering a name's candidates, pairwise [own, parent] per root.
+   * Given the previous stamps, an own folder that was absent is not stat'ed again while its
+   * parent is unchanged: creating it would have changed the parent (one stat fewer per request
+   * for the usual `<name>.oci` layout).
+   */
+  private async stamps(name: string, previous?: string[]): Promise<string[]> {
     const folders = this.foldersOf(name);
-    const infos = await Promise.all(folders.map((f) => this.fs.stat(f)));
-    return infos.map(stampOf);
+    const stamps: string[] = [];
+    for (let i = 0; i < folders.length; i += 2) {
+      const parent = stampOf(await this.fs.stat(folders[i + 1]));
+      const own = previous?.[i] === "-" && previous[i + 1] === parent ? "-" : stampOf(await this.fs.stat(folders[i]));
+      stamps.push(own, parent);
+    }
+    return stamps;
   }
 
   /** The folders whose stamps cover a name's candidates (own and parent, per root), remembered per name. */
@@ -258,7 +269,7 @@ export class Lookup {
   ): Promise<T | Miss> {
     const cached = this.hits.get(key) as CachedHit<T> | undefined;
     if (cached) {
-      const stamps = await this.stamps(name);
+      const stamps = await this.stamps(name, cached.stamps);
       const foldersUnchanged = stamps.every((s, i) => s === cached.stamps[i]);
       if (cached.path === undefined) {
         if (foldersUnchanged) {

@@ -107,6 +107,13 @@ describeRuntimes((runtime) => {
     expect((await get(`/v2/big/blobs/${l.digest}`)).status).toBe(404);
   });
 
+  it("a <name>/<tag>.oci written beside a cached <name>.oci is served on the next request", async () => {
+    await archive("beside.oci", [{ image: small, annotations: ref("latest") }]);
+    for (let i = 0; i < 3; i++) expect((await get("/v2/beside/manifests/latest")).headers.get("docker-content-digest")).toBe(small.manifest.digest);
+    await archive("beside/latest.oci", [{ image: other }]);
+    expect((await get("/v2/beside/manifests/latest")).headers.get("docker-content-digest")).toBe(other.manifest.digest);
+  });
+
   it("a deleted archive answers 404 on the next request", async () => {
     await archive("gone/latest.oci", [{ image: small }]);
     expect((await get("/v2/gone/manifests/latest")).status).toBe(200);

@@ -26,6 +26,25 @@ describe("lookup cache", () => {
     expect(r.images.stats.stat).toBeLessThanOrEqual(6);
   });
 
+  it("a cached hit on <name>.oci costs two stats (the parent folder and the archive)", async () => {
+    const r = memoryRegistry();
+    await r.put("app.oci", [{ image: v1, annotations: ref("t") }]);
+    expect(await digestOf(await r.get("/v2/app/manifests/t"))).toBe(v1.manifest.digest);
+    expect(await digestOf(await r.get("/v2/app/manifests/t"))).toBe(v1.manifest.digest);
+    r.images.resetStats();
+    expect(await digestOf(await r.get("/v2/app/manifests/t"))).toBe(v1.manifest.digest);
+    expect(r.images.stats).toMatchObject({ stat: 2, list: 0, read: 0 });
+  });
+
+  it("a <name>/ folder created beside a cached <name>.oci is noticed on the next request", async () => {
+    const r = memoryRegistry();
+    await r.put("app.oci", [{ image: v1, annotations: ref("t") }]);
+    expect(await digestOf(await r.get("/v2/app/manifests/t"))).toBe(v1.manifest.digest);
+    expect(await digestOf(await r.get("/v2/app/manifests/t"))).toBe(v1.manifest.digest);
+    await r.put("app/t.oci", [{ image: v2 }]);
+    expect(await digestOf(await r.get("/v2/app/manifests/t"))).toBe(v2.manifest.digest);
+  });
+
   it("a 404 is cached like a hit", async () => {
     const r = memoryRegistry();
     for (let i = 0; i < 20; i++) await r.put(`app/a${i}.oci`, [{ image: v1, annotations: ref(`t${i}`) }]);
