@@ -62,8 +62,6 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     inFlight.add(res);
     // Set when the answer is written from plain data (writeHead's header object is not read back by getHeader).
     let contentLength: string | undefined;
-    let finished = false;
-    res.on("finish", () => (finished = true));
     res.on("close", () => {
       inFlight.delete(res);
       logRequest(logger, {
@@ -73,7 +71,8 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
         contentLength: contentLength ?? (res.getHeader("content-length") as string | number | undefined),
         started,
         remote: req.socket.remoteAddress,
-        aborted: !finished,
+        // Set just before "finish": the response was handed to the socket in full.
+        aborted: !res.writableFinished,
       });
     });
     const fail = (err: unknown) => {
