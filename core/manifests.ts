@@ -1,5 +1,5 @@
 import { type Context, isMiss, missError, requireName, requireReference, type RouteRequest } from "./context.ts";
-import { OciError } from "./errors.ts";
+import { errorAnswer, OciError } from "./errors.ts";
 import { isIndexMediaType, MediaType } from "./media.ts";
 import type { ManifestRecord } from "./layout.ts";
 import type { Archive } from "./archives.ts";
@@ -26,7 +26,9 @@ export async function manifestAnswer(
   const name = requireName(rawName);
   const reference = requireReference(rawReference);
   const hit = await ctx.lookup.manifest(name, reference);
-  if (isMiss(hit)) throw await missError(ctx, name, "MANIFEST_UNKNOWN", hit, { name, reference });
+  // Returned, not thrown: a 404 should cost no more than a hit, and an exception through the
+  // async frames above costs more than the answer itself.
+  if (isMiss(hit)) return errorAnswer(await missError(ctx, name, "MANIFEST_UNKNOWN", hit, { name, reference }), method);
   const record = negotiate(hit.archive, hit.record, acceptedTypes(header("accept")), reference !== hit.record.digest);
   const etag = `"${record.digest}"`;
   const ifNoneMatch = header("if-none-match");
