@@ -10,6 +10,7 @@ import { logRequest } from "../shared/access-log.ts";
 import { DEFAULT_WATCH_INTERVAL_MS, operationsOptions } from "../shared/operations.ts";
 import type { ServerOptions } from "../shared/options.ts";
 import { watchFiles } from "../shared/watch.ts";
+import { ServedChunks } from "./chunks.ts";
 import { denoFileSystem } from "./fs.ts";
 import { denoHasher } from "./hash.ts";
 import { serveOperations } from "./operations.ts";
@@ -208,13 +209,18 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
  * The response body as Deno.serve sends it: a body that fails (an archive truncated under a
  * download) is logged as the Node adapter logs it and breaks the transfer, a client that goes
  * away cancels it (releasing its file), and `cut` ends it when the shutdown grace period is over.
- * One chunk is read per pull, so a slow client holds no more than that in memory.
+ * One chunk is read per pull, so a slow client holds no more than that in memory. File chunks
+ * go back to their stream for reuse once Deno.serve is known to be done with them (chunks.ts).
  */
 function guard(body: ReadableStream<Uint8Array>, path: string, logger: Logger, cut: AbortSignal): { stream: ReadableStream<Uint8Array>; readonly failed: boolean } {
   const reader = body.getReader();
+  const served = new ServedChunks();
   let onCut: (() => void) | undefined;
   let failed = false;
-  const release = () => cut.removeEventListener("abort", onCut!);
+  const release = () => {
+    cut.removeEventListener("abort", onCut!);
+    served.drop();
+  };
   const stream = new ReadableStream<Uint8Array>(
     {
       start(controller) {
@@ -232,7 +238,10 @@ function guard(body: ReadableStream<Uint8Array>, path: string, logger: Logger, c
           if (done) {
             release();
             controller.close();
-          } else controller.enqueue(value);
+          } else {
+            controller.enqueue(value);
+            served.served(value);
+          }
         } catch (err) {
           release();
           if (cut.aborted) return;

@@ -7,7 +7,7 @@ import { DENO, describeWithDeno, OFFLINE_ENV } from "./deno.ts";
 
 describeWithDeno("deno check", () => {
   it("type-checks adapters/deno and test/deno/in-deno", { timeout: 120_000 }, async () => {
-    const result = await run(DENO, ["check", "adapters/deno/main.ts", "test/deno/in-deno/fs-server.ts"], { cwd: REPO_ROOT, env: { ...process.env, ...OFFLINE_ENV }, timeout: 110_000 });
+    const result = await run(DENO, ["check", "adapters/deno/main.ts", "test/deno/in-deno/fs-server.ts", "test/deno/in-deno/chunk-reuse.ts"], { cwd: REPO_ROOT, env: { ...process.env, ...OFFLINE_ENV }, timeout: 110_000 });
     expect(result.stderr).not.toMatch(/error/i);
   });
 });
