@@ -4,28 +4,16 @@
  * on a 1 GiB blob, page faults another 3-4%) and frees them only when a GC comes round, which let
  * peak RSS reach 176 MiB.
  *
- * The file stream (fs.ts) marks each chunk it enqueues with a release function; the last holder
+ * The file stream (fs.ts) marks each chunk it enqueues with a release function (the helpers are
+ * shared with Node: adapters/shared/chunks.ts); the last holder
  * of a chunk calls `releaseChunk` and the buffer goes back to its file system's pool. A consumer
  * that never calls it (tar ingestion, the cache writer, tests) leaves the chunk to the GC, so
  * forgetting to release is never unsafe; releasing a chunk whose bytes are still to be used
  * would be. On Deno the last holder is Deno.serve's native side, which never says when it is
  * done with a buffer: `ServedChunks` below decides that from how far the stream has moved on.
  */
-const releases = new WeakMap<Uint8Array, () => void>();
-
-export function markReusable(chunk: Uint8Array, release: () => void): Uint8Array {
-  releases.set(chunk, release);
-  return chunk;
-}
-
-/** Gives a chunk back to the stream that made it, if it was marked; safe to call more than once. */
-export function releaseChunk(chunk: Uint8Array): void {
-  const release = releases.get(chunk);
-  if (release) {
-    releases.delete(chunk);
-    release();
-  }
-}
+import { releaseChunk } from "../shared/chunks.ts";
+export { markReusable, releaseChunk } from "../shared/chunks.ts";
 
 /**
  * How many bytes a response body must have handed to Deno.serve between a chunk and the newest

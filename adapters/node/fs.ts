@@ -9,7 +9,7 @@ import { constants, statSync, type BigIntStats } from "node:fs";
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { FileInfo, StreamOptions, WritableFileSystem } from "../../core/fs.ts";
-import { markReusable } from "./chunks.ts";
+import { markReusable } from "../shared/chunks.ts";
 import { confinement, type ConfinementOptions } from "./confine.ts";
 
 export interface NodeFileSystemOptions {

@@ -12,7 +12,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Answer } from "../../core/answer.ts";
 import type { Logger } from "../../core/log.ts";
-import { releaseChunk } from "./chunks.ts";
+import { releaseChunk } from "../shared/chunks.ts";
 
 /**
  * The body as the handler gave it, when the Response keeps it (the CLI answers with

@@ -1,10 +1,12 @@
 /**
- * Reusable chunk buffers for file streams. A blob download would otherwise allocate a fresh
- * buffer per chunk: gigabytes of short-lived ArrayBuffers, which V8 collects only after tens of
- * MiB of them pile up (the bench saw 125 MiB peak RSS with 8 clients on a 1 GiB blob).
+ * Reusable chunk buffers for file streams (both adapters' `stream`). A blob download would
+ * otherwise allocate a fresh buffer per chunk: gigabytes of short-lived ArrayBuffers, which V8
+ * collects only after tens of MiB of them pile up (the bench saw 125 MiB peak RSS with 8 clients
+ * on a 1 GiB blob).
  *
  * The file stream marks each chunk it enqueues with a release function; whoever finally
- * consumes the chunk (the Node writer, once the socket has taken it) calls `releaseChunk`, and
+ * consumes the chunk (Node's writer once the socket has taken it; on Deno, ServedChunks in
+ * adapters/deno/chunks.ts once Deno.serve has moved far enough past it) calls `releaseChunk`, and
  * the buffer goes back to the stream's free list. A consumer that never calls it (tar
  * ingestion, tests, a Web-stream wrapper that copies) just leaves the chunk to the GC, so
  * forgetting to release is never unsafe; releasing a chunk that is still in use would be, so
