@@ -6,6 +6,7 @@
  */
 import type { Logger } from "../../core/log.ts";
 import { createRegistry, type Registry } from "../../core/registry.ts";
+import { toResponse } from "../../core/answer.ts";
 import { logRequest } from "../shared/access-log.ts";
 import { DEFAULT_WATCH_INTERVAL_MS, operationsOptions } from "../shared/operations.ts";
 import type { ServerOptions } from "../shared/options.ts";
@@ -80,9 +81,14 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     const started = performance.now();
     inFlight++;
     const url = new URL(request.url);
+    const path = url.pathname + url.search;
     const remote = info.remoteAddr.hostname; // readable only while the request is open
-    const response = await registry.fetch(request);
-    const body = response.body && guard(response.body, url.pathname + url.search, logger, cut.signal);
+    // Manifest GET/HEAD as plain data (registry.ts `quick`): no router, no Response to unwrap.
+    // Deno has already parsed the URL, so the target is canonical whenever the route is.
+    const quick = registry.quick({ method: request.method, target: path, header: (name) => request.headers.get(name) });
+    const response = quick ? toResponse(await quick) : await registry.fetch(request);
+    // A quick answer's body is bytes already in memory: nothing that can fail midway to guard.
+    const body = !quick && response.body ? guard(response.body, path, logger, cut.signal) : undefined;
     info.completed.then(
       () => body?.failed ?? false,
       () => true,
@@ -90,7 +96,7 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
       inFlight--;
       logRequest(logger, {
         method: request.method,
-        path: url.pathname + url.search,
+        path,
         status: response.status,
         contentLength: response.headers.get("content-length"),
         started,
