@@ -76,7 +76,7 @@ export function denoFileSystem(root: string, options: DenoFileSystemOptions = {}
         // costs two or three stats, and Deno.stat's trip through the blocking thread pool cost
         // more than the stat itself.
         const info = infoOf(Deno.statSync(full));
-        return (await confine.allows(full, info.id)) ? info : undefined;
+        return confine.known(full, info.id) || (await confine.allows(full, info.id)) ? info : undefined;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;

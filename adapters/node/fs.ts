@@ -83,7 +83,7 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
       const s = statSync(full, { bigint: true, throwIfNoEntry: false });
       if (!s) return undefined;
       const info = infoOf(s);
-      return (await confine.allows(full, info.id)) ? info : undefined;
+      return confine.known(full, info.id) || (await confine.allows(full, info.id)) ? info : undefined;
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;

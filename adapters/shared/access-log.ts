@@ -28,5 +28,6 @@ export function accessLogFields(r: RequestRecord, now = performance.now()): LogF
 }
 
 export function logRequest(logger: Logger, record: RequestRecord): void {
+  if (logger.enabled?.("info") === false) return;
   logger.info("request", accessLogFields(record));
 }

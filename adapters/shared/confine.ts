@@ -19,6 +19,8 @@ export interface ConfinementOptions {
 export interface Confinement {
   /** Whether `full` (a path under the root) may be used; `id` its current identity, if known. */
   allows(full: string, id?: string): Promise<boolean>;
+  /** Whether this path with this identity was already found inside (no promise: the per-request stat's usual answer). */
+  known(full: string, id: string): boolean;
 }
 
 export interface RealPath {
@@ -36,6 +38,7 @@ export function confinement(root: string, realPath: RealPath, options: Confineme
   const verified = new Map<string, string>();
   const reported = new Set<string>();
   return {
+    known: (full, id) => verified.get(full) === id,
     async allows(full, id) {
       if (id !== undefined && verified.get(full) === id) return true;
       let target: string;

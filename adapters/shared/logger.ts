@@ -8,5 +8,5 @@ export function jsonLogger(level: LogLevel, write: (line: string) => void, now: 
     if (LOG_LEVELS.indexOf(lvl) < min) return;
     write(JSON.stringify({ time: now().toISOString(), level: lvl, msg, ...fields }));
   };
-  return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
+  return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error"), enabled: (lvl) => LOG_LEVELS.indexOf(lvl) >= min };
 }
