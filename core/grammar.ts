@@ -20,6 +20,11 @@ export function isValidTag(tag: string): boolean {
   return TAG.test(tag);
 }
 
+/** A tag, or a digest we can serve: what a manifest reference may be. */
+export function isValidReference(ref: string): boolean {
+  return looksLikeDigest(ref) ? parseDigest(ref) !== undefined : isValidTag(ref);
+}
+
 /** Looks like a digest (`alg:encoded`), whatever the algorithm. */
 export function looksLikeDigest(ref: string): boolean {
   return ref.includes(":");

@@ -11,20 +11,22 @@ import { type Answer, toResponse } from "./answer.ts";
  * https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
  */
 export async function getManifest(request: RouteRequest, ctx: Context): Promise<Response> {
-  const { name, reference } = request.params;
+  const name = requireName(request.params.name);
+  const reference = requireReference(request.params.reference);
   return toResponse(await manifestAnswer(ctx, request.method, name, reference, (h) => request.headers.get(h)));
 }
 
-/** The manifest route as plain data: `getManifest` for `fetch`, and `Registry.quick` for adapters that write answers directly. */
+/**
+ * The manifest route as plain data, for a name and reference already checked against the
+ * grammar: `getManifest` for `fetch`, and `Registry.quick` for adapters that write answers directly.
+ */
 export async function manifestAnswer(
   ctx: Context,
   method: string,
-  rawName: string | undefined,
-  rawReference: string | undefined,
+  name: string,
+  reference: string,
   header: (name: string) => string | null | undefined,
 ): Promise<Answer> {
-  const name = requireName(rawName);
-  const reference = requireReference(rawReference);
   const hit = await ctx.lookup.manifest(name, reference);
   // Returned, not thrown: a 404 should cost no more than a hit, and an exception through the
   // async frames above costs more than the answer itself.

@@ -17,7 +17,7 @@ import { type Logger, silentLogger } from "./log.ts";
 import { budgetedCache, defaultServingLimits, type ServingLimits, StreamGate } from "./limits.ts";
 import { Lookup } from "./lookup.ts";
 import { getManifest, manifestAnswer } from "./manifests.ts";
-import { isValidName, isValidTag, looksLikeDigest, parseDigest } from "./grammar.ts";
+import { isValidName, isValidReference } from "./grammar.ts";
 import { Metrics } from "./metrics.ts";
 import { namespaceFolder, requestNamespace } from "./namespace.ts";
 import { scanFolder } from "./scan.ts";
@@ -74,7 +74,6 @@ const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0" };
 
 /** A manifest route's request target (path part) as `quick` takes it; anything else goes to `fetch`. */
 const MANIFEST_TARGET = /^\/v2\/([a-z0-9._/-]+)\/manifests\/([A-Za-z0-9_.:=+-]+)$/;
-const isCanonicalReference = (ref: string) => (looksLikeDigest(ref) ? parseDigest(ref) !== undefined : isValidTag(ref));
 
 export function createRegistry(options: RegistryOptions): Registry {
   const metrics = new Metrics();
@@ -173,7 +172,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     const m = MANIFEST_TARGET.exec(path);
     // Only targets a URL parser leaves as they are (no dot segments, escapes or fragments), so
     // that `quick` and `fetch` see the same name and reference.
-    if (!m || !isValidName(m[1]) || !isCanonicalReference(m[2]) || target.includes("#")) return undefined;
+    if (!m || !isValidName(m[1]) || !isValidReference(m[2]) || target.includes("#")) return undefined;
     return answerManifest(request, path, q < 0 ? undefined : target.slice(q + 1), m[1], m[2]);
   };
   const answerManifest = async (request: PlainRequest, path: string, query: string | undefined, name: string, reference: string): Promise<Answer> => {

@@ -75,7 +75,7 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
   const statNow = async (path: string): Promise<FileInfo | undefined> => {
     try {
       const full = at(path);
-      // Synchronous on purpose: a cached registry request costs three stats (two folders and
+      // Synchronous on purpose: a cached registry request costs two or three stats (folders and
       // the archive). On a local disk statSync answers in a few µs; fs.promises.stat adds a
       // thread-pool round trip and a promise (7× the time in a micro-benchmark, and about a
       // fifth of a manifest GET's CPU in the bench's profile). The event loop waits only as

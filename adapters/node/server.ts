@@ -35,7 +35,7 @@ export function defaultCacheDir(): string {
 export async function serve(options: ServerOptions, logger: Logger): Promise<RunningServer> {
   const registry = createRegistry({
     images: nodeFileSystem(options.dir, {
-      // A cached manifest request costs three stats; requests read together share them.
+      // A cached manifest request costs two or three stats; requests read together share them.
       statsPerTurn: true,
       symlinks: {
         allowedRoots: options.allowSymlinkRoots,
