@@ -19,7 +19,8 @@ export interface Answer {
 export interface PlainRequest {
   method: string;
   target: string;
-  header(name: string): string | null | undefined;
+  /** Called as a plain function (not as a method of the request). */
+  header: (name: string) => string | null | undefined;
 }
 
 export function toResponse(answer: Answer): Response {

@@ -37,6 +37,11 @@ export function sameFile(a: FileInfo, b: FileInfo): boolean {
   return a.id === b.id && a.size === b.size && a.mtimeMs === b.mtimeMs;
 }
 
+/** An unpacked layout folder's identity: the folder's and its index.json's together. */
+function folderInfo(folder: FileInfo, index: FileInfo): FileInfo {
+  return { kind: "directory", id: `${folder.id}+${index.id}`, size: index.size, mtimeMs: Math.max(folder.mtimeMs, index.mtimeMs) };
+}
+
 export interface ArchiveLimits extends LayoutLimits {
   maxEntries: number;
   maxDecompressedBytes: number;
@@ -71,7 +76,7 @@ export function blobDigestOfPath(name: string): string | undefined {
 }
 
 export class ArchiveStore {
-  private readonly entries = new Map<string, { info: FileInfo; promise: Promise<OpenedArchive> }>();
+  private readonly entries = new Map<string, { info: FileInfo; promise: Promise<OpenedArchive>; settled?: OpenedArchive }>();
   private readonly options: ArchiveStoreOptions;
   private readonly limits: ArchiveLimits;
   /** Number of archive indexings started (for tests and metrics). */
@@ -96,9 +101,26 @@ export class ArchiveStore {
     }
     const cached = this.entries.get(path);
     if (cached && sameFile(cached.info, info)) return cached.promise;
-    const promise = this.index(path, info);
-    this.entries.set(path, { info, promise });
-    return promise;
+    const entry: { info: FileInfo; promise: Promise<OpenedArchive>; settled?: OpenedArchive } = { info, promise: this.index(path, info) };
+    entry.promise.then((archive) => void (entry.settled = archive), () => {});
+    this.entries.set(path, entry);
+    return entry.promise;
+  }
+
+  /**
+   * `open` without a promise, for an archive already indexed and unchanged (its file answers
+   * `statNow` with the same identity). `null` whenever that is not so: the caller then awaits `open`.
+   */
+  openNow(path: string): OpenedArchive | null {
+    const cached = this.entries.get(path);
+    const statNow = this.options.fs.statNow;
+    if (cached?.settled === undefined || !statNow) return null;
+    let info = statNow.call(this.options.fs, path);
+    if (info?.kind === "directory") {
+      const index = statNow.call(this.options.fs, joinPath(path, "index.json"));
+      info = index?.kind === "file" ? folderInfo(info, index) : null;
+    }
+    return info && sameFile(cached.info, info) ? cached.settled : null;
   }
 
   /**
@@ -112,7 +134,7 @@ export class ArchiveStore {
     if (info.kind !== "directory") return undefined;
     const index = await this.options.fs.stat(joinPath(path, "index.json"));
     if (!index || index.kind !== "file") return undefined;
-    return { kind: "directory", id: `${info.id}+${index.id}`, size: index.size, mtimeMs: Math.max(info.mtimeMs, index.mtimeMs) };
+    return folderInfo(info, index);
   }
 
   /** Forget archives whose files are gone or changed; returns the archives still current. */

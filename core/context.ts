@@ -51,6 +51,11 @@ export function isMiss<T extends object>(x: T | Miss): x is Miss {
 
 /** The error for a miss: an unknown name, or the given code with what broken files said. */
 export async function missError(ctx: Context, name: string, code: "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN", miss: Miss, detail: Record<string, unknown>): Promise<OciError> {
-  if (!(miss.nameExists ?? (await ctx.lookup.exists(name)))) return new OciError("NAME_UNKNOWN", { name });
+  return missErrorOf(miss.nameExists ?? (await ctx.lookup.exists(name)), name, code, miss, detail);
+}
+
+/** `missError` once it is known whether the name has candidate files. */
+export function missErrorOf(nameExists: boolean, name: string, code: "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN", miss: Miss, detail: Record<string, unknown>): OciError {
+  if (!nameExists) return new OciError("NAME_UNKNOWN", { name });
   return new OciError(code, miss.problems.length ? { ...detail, problems: miss.problems } : detail);
 }

@@ -37,6 +37,13 @@ export interface FileSystem {
   list(path: string): Promise<string[] | undefined>;
   stat(path: string): Promise<FileInfo | undefined>;
   /**
+   * Optional: `stat` answered synchronously, for the lookup's cached path (a manifest request
+   * whose answer is already known costs no promise). `null` when it cannot answer at once
+   * (an error to report, a check still to make): the caller then awaits `stat`, which answers
+   * or throws as usual. Never throws.
+   */
+  statNow?(path: string): FileInfo | undefined | null;
+  /**
    * Up to `length` bytes from `offset`. Shorter only at the end of the file.
    * `undefined` when the file does not exist.
    */

@@ -41,6 +41,8 @@ interface CachedHit<T> {
   value?: T;
   /** For a miss: whether the name had candidate files (unchanged while the stamps are). */
   nameExists?: boolean;
+  /** For a miss: the Miss `manifestNow` answers, one object while the entry lasts. */
+  miss?: Miss;
 }
 
 export interface ManifestHit {
@@ -65,6 +67,8 @@ export interface Miss {
 }
 
 const stampOf = (info: FileInfo | undefined) => (info && info.kind === "directory" ? `${info.id}/${info.mtimeMs}` : "-");
+
+const sameStamps = (a: string[], b: string[]) => a.length === b.length && a.every((s, i) => s === b[i]);
 
 /** Caches shared by a Lookup and its `within` views. */
 interface LookupState {
@@ -163,6 +167,27 @@ export class Lookup {
     return stamps;
   }
 
+  /** `stamps` without a promise, when the file system answers `statNow`; `null` otherwise. */
+  private stampsNow(name: string, previous: string[]): string[] | null {
+    const statNow = this.fs.statNow;
+    if (!statNow) return null;
+    const folders = this.foldersOf(name);
+    const stamps: string[] = [];
+    for (let i = 0; i < folders.length; i += 2) {
+      const parentInfo = statNow.call(this.fs, folders[i + 1]);
+      if (parentInfo === null) return null;
+      const parent = stampOf(parentInfo);
+      let own = "-";
+      if (previous[i] !== "-" || previous[i + 1] !== parent) {
+        const ownInfo = statNow.call(this.fs, folders[i]);
+        if (ownInfo === null) return null;
+        own = stampOf(ownInfo);
+      }
+      stamps.push(own, parent);
+    }
+    return stamps;
+  }
+
   /** The folders whose stamps cover a name's candidates (own and parent, per root), remembered per name. */
   private foldersOf(name: string): string[] {
     const key = `${this.root}\0${name}`;
@@ -231,10 +256,34 @@ export class Lookup {
   }
 
   async manifest(name: string, reference: string): Promise<ManifestHit | Miss> {
-    return this.find(`m\0${this.root}\0${name}\0${reference}`, name, reference, (archive) => {
+    return this.find(Lookup.manifestKey(this.root, name, reference), name, reference, (archive) => {
       const record = Lookup.manifestIn(archive, name, reference, this.root);
       return record && { archive, record };
     });
+  }
+
+  /**
+   * `manifest` without a promise when the answer is cached and nothing it depends on changed
+   * (the same folder stamps and the same indexed archive, by `statNow`); `null` otherwise, and
+   * the caller awaits `manifest`. What the cached request of a busy registry takes.
+   */
+  manifestNow(name: string, reference: string): ManifestHit | Miss | null {
+    const cached = this.hits.get(Lookup.manifestKey(this.root, name, reference)) as CachedHit<ManifestHit> | undefined;
+    if (!cached) return null;
+    const stamps = this.stampsNow(name, cached.stamps);
+    if (stamps === null || !sameStamps(stamps, cached.stamps)) return null;
+    if (cached.path === undefined) {
+      this.state.stats.hits++;
+      // The same object each time: the caller may remember its answer to it (see manifests.ts).
+      return (cached.miss ??= { problems: [], nameExists: cached.nameExists });
+    }
+    if (!cached.value || this.store.openNow(cached.path) !== cached.value.archive) return null;
+    this.state.stats.hits++;
+    return cached.value;
+  }
+
+  private static manifestKey(root: string, name: string, reference: string): string {
+    return `m\0${root}\0${name}\0${reference}`;
   }
 
   async blob(name: string, digest: string): Promise<BlobHit | Miss> {
@@ -270,7 +319,7 @@ export class Lookup {
     const cached = this.hits.get(key) as CachedHit<T> | undefined;
     if (cached) {
       const stamps = await this.stamps(name, cached.stamps);
-      const foldersUnchanged = stamps.every((s, i) => s === cached.stamps[i]);
+      const foldersUnchanged = sameStamps(stamps, cached.stamps);
       if (cached.path === undefined) {
         if (foldersUnchanged) {
           this.state.stats.hits++;
@@ -282,7 +331,11 @@ export class Lookup {
         const value = archive && archive === cached.value?.archive ? cached.value : archive && !isBroken(archive) ? holds(archive) : undefined;
         if (value) {
           this.state.stats.hits++;
-          if (foldersUnchanged) return value;
+          if (foldersUnchanged) {
+            // The archive was indexed again (changed in place): remember the new one, which `manifestNow` compares with.
+            if (value !== cached.value) Object.assign(cached, { info: archive!.info, value });
+            return value;
+          }
           const newer = await this.newerHolder(name, reference, cached.path, archive!.info.mtimeMs, holds);
           const winner = newer ?? value;
           this.remember(key, { stamps, path: winner.archive.path, info: winner.archive.info, value: winner });

@@ -1,8 +1,9 @@
-import { type Context, isMiss, missError, requireName, requireReference, type RouteRequest } from "./context.ts";
+import { type Context, isMiss, missError, missErrorOf, requireName, requireReference, type RouteRequest } from "./context.ts";
 import { errorAnswer, OciError } from "./errors.ts";
 import { isIndexMediaType, MediaType } from "./media.ts";
 import type { ManifestRecord } from "./layout.ts";
 import type { Archive } from "./archives.ts";
+import type { ManifestHit, Miss } from "./lookup.ts";
 import { type Answer, toResponse } from "./answer.ts";
 
 /**
@@ -31,6 +32,37 @@ export async function manifestAnswer(
   // Returned, not thrown: a 404 should cost no more than a hit, and an exception through the
   // async frames above costs more than the answer itself.
   if (isMiss(hit)) return errorAnswer(await missError(ctx, name, "MANIFEST_UNKNOWN", hit, { name, reference }), method);
+  return hitAnswer(hit, method, reference, header);
+}
+
+/**
+ * `manifestAnswer` without a promise, when the lookup's answer is cached and current
+ * (`Lookup.manifestNow`); `null` otherwise. Throws an OciError as `manifestAnswer` would.
+ */
+export function manifestAnswerNow(
+  ctx: Context,
+  method: string,
+  name: string,
+  reference: string,
+  header: (name: string) => string | null | undefined,
+): Answer | null {
+  const hit = ctx.lookup.manifestNow(name, reference);
+  if (hit === null) return null;
+  if (!isMiss(hit)) return hitAnswer(hit, method, reference, header);
+  if (hit.nameExists === undefined) return null;
+  // A cached miss is one object per name and reference while it lasts: its 404 is built once
+  // (an error object and its JSON cost twice a hit's answer, and a 404 must cost no more).
+  let answers = missAnswers.get(hit);
+  if (!answers) missAnswers.set(hit, (answers = new Map()));
+  let answer = answers.get(method);
+  if (!answer) answers.set(method, (answer = errorAnswer(missErrorOf(hit.nameExists, name, "MANIFEST_UNKNOWN", hit, { name, reference }), method)));
+  return answer;
+}
+
+/** 404 answers per cached miss and method. Shared between requests: no one may change them (beyond `finish` in registry.ts setting its header again). */
+const missAnswers = new WeakMap<Miss, Map<string, Answer>>();
+
+function hitAnswer(hit: ManifestHit, method: string, reference: string, header: (name: string) => string | null | undefined): Answer {
   const record = negotiate(hit.archive, hit.record, acceptedTypes(header("accept")), reference !== hit.record.digest);
   const etag = `"${record.digest}"`;
   const ifNoneMatch = header("if-none-match");
@@ -54,10 +86,17 @@ export async function manifestAnswer(
 const acceptCache = new Map<string, ReadonlySet<string>>();
 const ACCEPT_CACHE_MAX = 256;
 
+let lastAccept: { key: string; types: ReadonlySet<string> } | undefined;
+
 function acceptedTypes(accept: string | null | undefined): ReadonlySet<string> {
   const key = accept ?? "";
+  // A client repeats one header: comparing it with the last is cheaper than hashing it for the map.
+  if (lastAccept?.key === key) return lastAccept.types;
   const known = acceptCache.get(key);
-  if (known) return known;
+  if (known) {
+    lastAccept = { key, types: known };
+    return known;
+  }
   const types = new Set<string>();
   for (const part of key.split(",")) {
     const type = part.split(";")[0].trim().toLowerCase();
@@ -65,6 +104,7 @@ function acceptedTypes(accept: string | null | undefined): ReadonlySet<string> {
   }
   if (acceptCache.size >= ACCEPT_CACHE_MAX) acceptCache.clear();
   acceptCache.set(key, types);
+  lastAccept = { key, types };
   return types;
 }
 

@@ -45,6 +45,8 @@ export class MemoryFileSystem implements WritableFileSystem {
   stats: MemoryStats = { stat: 0, list: 0, read: 0, stream: 0, bytesRead: 0 };
   /** Called before every operation; return an error to make it throw. */
   faults?: (op: MemoryOp, path: string) => Error | undefined;
+  /** Whether `statNow` answers (default true); false makes every caller take the async `stat`. */
+  syncStat = true;
 
   readonly #entries = new Map<string, Entry>();
   readonly #pending = new Map<string, Error[]>();
@@ -150,6 +152,21 @@ export class MemoryFileSystem implements WritableFileSystem {
 
   async stat(path: string): Promise<FileInfo | undefined> {
     const key = this.#begin("stat", path);
+    this.stats.stat++;
+    const entry = this.#entries.get(key);
+    return entry && infoOf(entry);
+  }
+
+  /** `stat` without a promise; `null` while a fault is set for it (so that `stat` reports it). */
+  statNow(path: string): FileInfo | undefined | null {
+    if (!this.syncStat) return null;
+    let key: string;
+    try {
+      key = normalize(path);
+    } catch {
+      return null;
+    }
+    if (this.faults || this.#pending.has(`stat\0${key}`)) return null;
     this.stats.stat++;
     const entry = this.#entries.get(key);
     return entry && infoOf(entry);

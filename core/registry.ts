@@ -16,7 +16,7 @@ import { Health, operationsHandler } from "./health.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { budgetedCache, defaultServingLimits, type ServingLimits, StreamGate } from "./limits.ts";
 import { Lookup } from "./lookup.ts";
-import { getManifest, manifestAnswer } from "./manifests.ts";
+import { getManifest, manifestAnswer, manifestAnswerNow } from "./manifests.ts";
 import { isValidName, isValidReference } from "./grammar.ts";
 import { Metrics } from "./metrics.ts";
 import { namespaceFolder, requestNamespace } from "./namespace.ts";
@@ -53,9 +53,11 @@ export interface Registry {
    * The hot route without Web objects: a manifest GET or HEAD whose request target is already
    * in canonical form (a valid name and reference; nothing a URL parser would rewrite) is
    * answered as plain data, with the same lookup, negotiation, auth, errors, headers and
-   * metrics as `fetch`. `undefined` for anything else: the adapter then calls `fetch`.
+   * metrics as `fetch`. The answer comes without a promise when the lookup has it cached and
+   * nothing it depends on changed (the usual case under load). `undefined` for anything
+   * else: the adapter then calls `fetch`.
    */
-  quick(request: PlainRequest): Promise<Answer> | undefined;
+  quick(request: PlainRequest): Answer | Promise<Answer> | undefined;
   /** Revalidate everything now and drop unreferenced blobs from the cache (what the timer does). */
   rescan(): Promise<void>;
   /** Stop the rescan timer. */
@@ -164,7 +166,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     (timer as { unref?: () => void }).unref?.();
   }
 
-  const quick = (request: PlainRequest): Promise<Answer> | undefined => {
+  const quick = (request: PlainRequest): Answer | Promise<Answer> | undefined => {
     const { method, target } = request;
     if (method !== "GET" && method !== "HEAD") return undefined;
     const q = target.indexOf("?");
@@ -175,22 +177,46 @@ export function createRegistry(options: RegistryOptions): Registry {
     if (!m || !isValidName(m[1]) || !isValidReference(m[2]) || target.includes("#")) return undefined;
     return answerManifest(request, path, q < 0 ? undefined : target.slice(q + 1), m[1], m[2]);
   };
-  const answerManifest = async (request: PlainRequest, path: string, query: string | undefined, name: string, reference: string): Promise<Answer> => {
-    const started = metrics.clock();
-    let answer: Answer;
-    try {
-      const denied = auth && (await auth.check(request.header("authorization"), path));
-      if (denied) throw denied;
-      const root = options.nsDirs && query !== undefined ? namespaceFolder(new URLSearchParams(query).get("ns")) : undefined;
-      answer = await manifestAnswer(root ? { ...ctx, lookup: lookup.within(root) } : ctx, request.method, name, reference, (h) => request.header(h));
-    } catch (err) {
-      if (!(err instanceof OciError)) logger.error("request failed", { method: request.method, url: request.target, error: (err as Error)?.message ?? String(err) });
-      answer = errorAnswer(err instanceof OciError ? err : new OciError("UNKNOWN", { reason: "internal error; see the registry's log" }), request.method);
-    }
+  const failure = (err: unknown, request: PlainRequest): Answer => {
+    if (!(err instanceof OciError)) logger.error("request failed", { method: request.method, url: request.target, error: (err as Error)?.message ?? String(err) });
+    return errorAnswer(err instanceof OciError ? err : new OciError("UNKNOWN", { reason: "internal error; see the registry's log" }), request.method);
+  };
+  const finish = (request: PlainRequest, answer: Answer, started: number): Answer => {
+    // (Answers to cached misses are shared between requests: this sets the same value again.)
     Object.assign(answer.headers, API_VERSION);
     const bytes = request.method === "HEAD" ? 0 : Number(answer.headers["Content-Length"] ?? 0);
     metrics.record("manifest", request.method, answer.status, bytes, (metrics.clock() - started) / 1000);
     return answer;
+  };
+  const contextIn = (query: string | undefined): Context => {
+    const root = options.nsDirs && query !== undefined ? namespaceFolder(new URLSearchParams(query).get("ns")) : undefined;
+    return root ? { ...ctx, lookup: lookup.within(root) } : ctx;
+  };
+  // Without a promise when the lookup's answer is cached and current (and no password is to be
+  // checked): the usual manifest request of a busy registry. Otherwise the same steps, awaited.
+  const answerManifest = (request: PlainRequest, path: string, query: string | undefined, name: string, reference: string): Answer | Promise<Answer> => {
+    const started = metrics.clock();
+    if (!auth) {
+      let now: Answer | null;
+      try {
+        now = manifestAnswerNow(contextIn(query), request.method, name, reference, request.header);
+      } catch (err) {
+        now = failure(err, request);
+      }
+      if (now) return finish(request, now, started);
+    }
+    return answerManifestLater(request, path, query, name, reference, started);
+  };
+  const answerManifestLater = async (request: PlainRequest, path: string, query: string | undefined, name: string, reference: string, started: number): Promise<Answer> => {
+    let answer: Answer;
+    try {
+      const denied = auth && (await auth.check(request.header("authorization"), path));
+      if (denied) throw denied;
+      answer = await manifestAnswer(contextIn(query), request.method, name, reference, request.header);
+    } catch (err) {
+      answer = failure(err, request);
+    }
+    return finish(request, answer, started);
   };
 
   const onMainPort = options.operationsOnMainPort ?? true;

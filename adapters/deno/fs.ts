@@ -72,14 +72,24 @@ export function denoFileSystem(root: string, options: DenoFileSystemOptions = {}
     async stat(path) {
       const full = at(path);
       try {
-        // Synchronous on purpose, as on Node (adapters/node/fs.ts): a cached manifest request
-        // costs two or three stats, and Deno.stat's trip through the blocking thread pool cost
-        // more than the stat itself.
         const info = infoOf(Deno.statSync(full));
         return confine.known(full, info.id) || (await confine.allows(full, info.id)) ? info : undefined;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
+      }
+    },
+
+    // Synchronous on purpose, as on Node (adapters/node/fs.ts): a cached manifest request costs
+    // two stats, and Deno.stat's trip through the blocking thread pool cost more than the stat
+    // itself. `null` (then `stat` answers) for an error or a symlink still to be checked.
+    statNow(path) {
+      try {
+        const full = at(path);
+        const info = infoOf(Deno.statSync(full));
+        return confine.known(full, info.id) ? info : null;
+      } catch (err) {
+        return isNotFound(err) ? undefined : null;
       }
     },
 

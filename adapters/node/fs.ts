@@ -47,20 +47,6 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
     }
     return full;
   };
-  // `statsPerTurn`: requests read in the same event-loop turn (32 busy connections deliver
-  // several per turn) share one stat of each path; the memo is dropped at the end of the turn.
-  const shareStats = options.statsPerTurn === true && !options.writable;
-  const sameTurn = new Map<string, Promise<FileInfo | undefined>>();
-  let dropping = false;
-  const rememberForTurn = (path: string, answer: Promise<FileInfo | undefined>) => {
-    sameTurn.set(path, answer);
-    if (dropping) return;
-    dropping = true;
-    setImmediate(() => {
-      sameTurn.clear();
-      dropping = false;
-    });
-  };
   // A path whose real location is outside the root (and the allowed roots) is "not there".
   const confine = confinement(base, options.symlinks);
   const openConfined = async (path: string) => {
@@ -72,18 +58,50 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
     }
     return file;
   };
-  const statNow = async (path: string): Promise<FileInfo | undefined> => {
+  // `statsPerTurn`: requests read in the same event-loop turn (32 busy connections deliver
+  // several per turn) share one stat of each path; the memo is dropped at the end of the turn.
+  const shareStats = options.statsPerTurn === true && !options.writable;
+  const sameTurn = new Map<string, FileInfo | undefined>();
+  let dropping = false;
+  const dropAtTurnEnd = () => {
+    sameTurn.clear();
+    dropping = false;
+  };
+  /**
+   * Synchronous on purpose: a cached registry request costs two stats (a folder and the
+   * archive). On a local disk statSync answers in a few µs; fs.promises.stat adds a thread-pool
+   * round trip and a promise (7× the time in a micro-benchmark, and about a fifth of a manifest
+   * GET's CPU in the bench's profile). The event loop waits only as long as the kernel takes
+   * to answer, which on a network mount may be longer. `null`: an error, or a symlink whose
+   * target is still to be checked (`stat` does both).
+   */
+  const statNow = (path: string): FileInfo | undefined | null => {
+    if (shareStats && sameTurn.has(path)) return sameTurn.get(path);
+    let info: FileInfo | undefined;
     try {
       const full = at(path);
-      // Synchronous on purpose: a cached registry request costs two or three stats (folders and
-      // the archive). On a local disk statSync answers in a few µs; fs.promises.stat adds a
-      // thread-pool round trip and a promise (7× the time in a micro-benchmark, and about a
-      // fifth of a manifest GET's CPU in the bench's profile). The event loop waits only as
-      // long as the kernel takes to answer, which on a network mount may be longer.
+      const s = statSync(full, { bigint: true, throwIfNoEntry: false });
+      info = s && infoOf(s);
+      if (info && !confine.known(full, info.id)) return null;
+    } catch (err) {
+      if (!isNotFound(err)) return null;
+    }
+    if (shareStats) {
+      sameTurn.set(path, info);
+      if (!dropping) {
+        dropping = true;
+        setImmediate(dropAtTurnEnd);
+      }
+    }
+    return info;
+  };
+  const statChecked = async (path: string): Promise<FileInfo | undefined> => {
+    try {
+      const full = at(path);
       const s = statSync(full, { bigint: true, throwIfNoEntry: false });
       if (!s) return undefined;
       const info = infoOf(s);
-      return confine.known(full, info.id) || (await confine.allows(full, info.id)) ? info : undefined;
+      return (await confine.allows(full, info.id)) ? info : undefined;
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -108,11 +126,11 @@ export function nodeFileSystem(root: string, options: NodeFileSystemOptions = {}
     },
 
     stat(path) {
-      if (!shareStats) return statNow(path);
-      let answer = sameTurn.get(path);
-      if (!answer) rememberForTurn(path, (answer = statNow(path)));
-      return answer;
+      const info = statNow(path);
+      return info === null ? statChecked(path) : Promise.resolve(info);
     },
+
+    statNow,
 
     async read(path, offset, length) {
       checkCount("offset", offset);

@@ -7,6 +7,7 @@ import type { Server as HttpsServer } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServerAdapter } from "@whatwg-node/server";
+import type { Answer } from "../../core/answer.ts";
 import type { Logger } from "../../core/log.ts";
 import { createRegistry, type Registry } from "../../core/registry.ts";
 import { logRequest } from "../shared/access-log.ts";
@@ -83,12 +84,18 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     // Manifest GET/HEAD: answered as plain data, without a Web Request and Response (registry.ts `quick`).
     const quick = registry.quick({ method: req.method ?? "", target: req.url ?? "", header: (name) => headerOf(req, name) });
     if (quick) {
-      quick
-        .then((answer) => {
-          contentLength = answer.headers["Content-Length"];
-          sendAnswer(res, answer);
-        })
-        .catch(fail);
+      const send = (answer: Answer) => {
+        contentLength = answer.headers["Content-Length"];
+        sendAnswer(res, answer);
+      };
+      if (quick instanceof Promise) quick.then(send).catch(fail);
+      else {
+        try {
+          send(quick);
+        } catch (err) {
+          fail(err);
+        }
+      }
       return;
     }
     // Our own writer, not whatwg-node's: a body that fails resets the connection (see send.ts).

@@ -28,6 +28,8 @@ export interface FileSystemFixture {
   /** Creates an empty folder and its parents. */
   mkdir(path: string): Promise<void>;
   cleanup(): Promise<void>;
+  /** `fs.statNow`, for a file system that lives in another process (Deno): its answer carried over. */
+  statNow?(path: string): Promise<FileInfo | undefined | null>;
 }
 
 const MiB = 1024 * 1024;
@@ -205,6 +207,38 @@ export function describeFileSystemContract(name: string, setup: () => Promise<Fi
         expect(after.id).toBe(before.id);
         expect(after.size).toBe(before.size);
         expect(after.mtimeMs).toBeGreaterThan(before.mtimeMs);
+      });
+    });
+
+    // Optional in the interface; every implementation here has it (the cached lookup needs it).
+    describe("statNow", () => {
+      const statNow = (path: string) => (t.statNow ? t.statNow(path) : Promise.resolve(fs.statNow!(path)));
+
+      it("answers as stat does once stat has seen the path: file, folder, root", async () => {
+        await t.put("d/f.bin", patterned(1000));
+        for (const path of ["d/f.bin", "d", ""]) {
+          const info = await fs.stat(path);
+          expect(await statNow(path), path).toEqual(info);
+        }
+      });
+
+      it("is undefined (or null: ask stat) for a missing path and a path through a file", async () => {
+        await t.put("f", text("f"));
+        for (const path of ["nope", "nope/deeper", "f/x"]) expect([undefined, null], path).toContain(await statNow(path));
+      });
+
+      it("never answers with a replaced file's old identity", async () => {
+        await t.put("r", text("old"));
+        const before = (await fs.stat("r"))!;
+        expect(await statNow("r")).toEqual(before);
+        await t.replaceByRename("r", text("newer"));
+        const now = await statNow("r");
+        if (now !== null) expect(now).toMatchObject({ id: (await fs.stat("r"))!.id, size: 5 });
+        expect((await fs.stat("r"))!.id).not.toBe(before.id);
+      });
+
+      it("answers null, never throws, for paths the file system refuses", async () => {
+        for (const path of INVALID_PATHS) expect(await statNow(path), JSON.stringify(path)).toBeNull();
       });
     });
 

@@ -85,12 +85,16 @@ export class DenoBridge {
   async fileSystem(
     root: string,
     options: { writable?: boolean; chunkSize?: number; allowedRoots?: string[] } = {},
-  ): Promise<WritableFileSystem & { close(): Promise<void>; refused(): Promise<string[]> }> {
+  ): Promise<WritableFileSystem & { close(): Promise<void>; refused(): Promise<string[]>; statNowThere(path: string): Promise<FileInfo | undefined | null> }> {
     const fs = await this.call<number>("open", { root, ...options });
     const orUndefined = <T>(v: T | null) => (v === null ? undefined : v);
     return {
       list: async (path) => orUndefined(await this.call<string[] | null>("list", { fs, path })),
       stat: async (path) => orUndefined(await this.call<FileInfo | null>("stat", { fs, path })),
+      statNowThere: async (path) => {
+        const { info, later } = await this.call<{ info: FileInfo | null; later: boolean }>("statNow", { fs, path });
+        return later ? null : orUndefined(info);
+      },
       read: async (path, offset, length) => {
         const bytes = await this.call<string | null>("read", { fs, path, offset, length });
         return bytes === null ? undefined : decode(bytes);

@@ -30,6 +30,7 @@ describeWithDeno("denoFileSystem", () => {
     const fs = await deno().fileSystem(root, { writable: true });
     return {
       fs,
+      statNow: (path) => fs.statNowThere(path),
       put: async (path, bytes) => {
         await nodefs.mkdir(dirname(at(path)), { recursive: true });
         await nodefs.writeFile(at(path), bytes);

@@ -7,7 +7,7 @@ import bcrypt from "bcryptjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Answer } from "../../core/answer.ts";
 import { MemoryFileSystem } from "../../core/memory-fs.ts";
-import { image, imageIndex, MEDIA, ref } from "../fixtures/oci.ts";
+import { image, imageIndex, layout, MEDIA, ref } from "../fixtures/oci.ts";
 import { ACCEPT_ALL, memoryRegistry, type MemoryRegistry } from "../helpers/memory-registry.ts";
 
 const one = image({ layers: [{ "a.txt": "a\n" }] });
@@ -151,5 +151,103 @@ describe("quick with --htpasswd", () => {
       const quick = await r.registry.quick(plain(method, "/v2/app/manifests/v1", headers))!;
       expect(seenAnswer(quick)).toEqual(fetched);
     }
+  });
+});
+
+describe("quick answers a cached manifest without a promise", () => {
+  const accept = { Accept: ACCEPT_ALL };
+  const isPromise = (x: unknown) => x instanceof Promise;
+
+  /** quick's answer, awaited if need be, must be fetch's; returns whether it came at once. */
+  async function same(r: MemoryRegistry, method: string, target: string, headers: Record<string, string> = accept): Promise<{ now: boolean; answer: Answer }> {
+    const quick = r.registry.quick(plain(method, target, headers))!;
+    const now = !isPromise(quick);
+    const answer = await quick;
+    expect(seenAnswer(answer)).toEqual(await seen(await viaFetch(r, method, target, headers)));
+    return { now, answer };
+  }
+
+  it("the second request of a tag, a digest, a 404 and an unpacked layout is answered at once", async () => {
+    const r = memoryRegistry();
+    await fill(r);
+    for (const [path, bytes] of layout([{ image: two, annotations: ref("v2") }])) r.images.set(`unpacked/${path}`, bytes);
+    for (const target of ["/v2/app/manifests/v1", `/v2/app/manifests/${index.manifest.digest}`, "/v2/app/manifests/nope", "/v2/unknown/manifests/v1", "/v2/unpacked/manifests/v2"]) {
+      const first = r.registry.quick(plain("GET", target, accept));
+      expect(isPromise(first), target).toBe(true);
+      await first;
+      for (const method of ["GET", "HEAD"]) expect((await same(r, method, target)).now, `${method} ${target}`).toBe(true);
+    }
+    expect((await same(r, "GET", "/v2/unpacked/manifests/v2")).answer.headers["Docker-Content-Digest"]).toBe(two.manifest.digest);
+  });
+
+  it("a replaced, deleted or shadowed archive is looked up again, then answered at once", async () => {
+    const r = memoryRegistry();
+    await fill(r);
+    await r.registry.quick(plain("GET", "/v2/app/manifests/v1", accept));
+    expect((await same(r, "GET", "/v2/app/manifests/v1")).answer.headers["Docker-Content-Digest"]).toBe(one.manifest.digest);
+
+    await r.put("app.oci", [{ image: docker, annotations: ref("v1") }]);
+    let seenNow = await same(r, "GET", "/v2/app/manifests/v1");
+    expect(seenNow.now).toBe(false);
+    expect(seenNow.answer.headers["Docker-Content-Digest"]).toBe(docker.manifest.digest);
+    expect((await same(r, "GET", "/v2/app/manifests/v1")).now).toBe(true);
+
+    // A newer candidate that comes first in lookup order: `<name>/<tag>.oci`.
+    await r.put("app/v1.oci", [{ image: two }]);
+    seenNow = await same(r, "GET", "/v2/app/manifests/v1");
+    expect(seenNow.now).toBe(false);
+    expect(seenNow.answer.headers["Docker-Content-Digest"]).toBe(two.manifest.digest);
+    expect((await same(r, "GET", "/v2/app/manifests/v1")).now).toBe(true);
+
+    r.images.remove("app/v1.oci");
+    r.images.remove("app.oci");
+    seenNow = await same(r, "GET", "/v2/app/manifests/v1");
+    expect(seenNow.now).toBe(false);
+    expect(seenNow.answer.status).toBe(404);
+    expect(JSON.parse(seenNow.answer.body as string).errors[0].code).toBe("NAME_UNKNOWN");
+    expect((await same(r, "GET", "/v2/app/manifests/v1")).now).toBe(true);
+  });
+
+  it("a cached 404 ends when the image arrives", async () => {
+    const r = memoryRegistry();
+    await fill(r);
+    for (const target of ["/v2/later/manifests/v1", "/v2/app/manifests/v9"]) {
+      await r.registry.quick(plain("GET", target, accept));
+      const cached = await same(r, "GET", target);
+      expect(cached.now).toBe(true);
+      expect(cached.answer.status).toBe(404);
+    }
+    await r.put("later.oci", [{ image: two, annotations: ref("v1") }]);
+    await r.put("app/v9.oci", [{ image: docker }]);
+    for (const [target, digest] of [["/v2/later/manifests/v1", two.manifest.digest], ["/v2/app/manifests/v9", docker.manifest.digest]]) {
+      const found = await same(r, "GET", target);
+      expect(found.now, target).toBe(false);
+      expect(found.answer.headers["Docker-Content-Digest"]).toBe(digest);
+      expect((await same(r, "HEAD", target)).now).toBe(true);
+    }
+  });
+
+  it("an I/O error on the way is reported as fetch reports it, never answered from the cache", async () => {
+    const r = memoryRegistry();
+    await fill(r);
+    await r.registry.quick(plain("GET", "/v2/app/manifests/v1", accept));
+    r.images.failNext("app.oci", "stat");
+    const quick = r.registry.quick(plain("GET", "/v2/app/manifests/v1", accept))!;
+    expect(isPromise(quick)).toBe(true);
+    expect((await quick).status).toBe(500);
+    expect((await same(r, "GET", "/v2/app/manifests/v1")).answer.status).toBe(200);
+  });
+
+  it("takes the awaited path when the file system has no statNow, and with --htpasswd", async () => {
+    const r = memoryRegistry();
+    await fill(r);
+    r.images.syncStat = false;
+    for (let i = 0; i < 3; i++) expect((await same(r, "GET", "/v2/app/manifests/v1")).now).toBe(false);
+
+    const secrets = new MemoryFileSystem();
+    secrets.set("htpasswd", new TextEncoder().encode(`alice:${bcrypt.hashSync("wonderland", 4)}\n`));
+    const locked = memoryRegistry({ htpasswd: { fs: secrets, path: "htpasswd", realm: "Registry Realm", checkIntervalMs: 0 } });
+    await fill(locked);
+    for (let i = 0; i < 3; i++) expect((await same(locked, "GET", "/v2/app/manifests/v1", { ...accept, Authorization: basic("alice", "wonderland") })).now).toBe(false);
   });
 });

@@ -77,6 +77,11 @@ async function handle(m: Message): Promise<unknown> {
       return (await fsOf(m).list(m.path as string)) ?? null;
     case "stat":
       return (await fsOf(m).stat(m.path as string)) ?? null;
+    case "statNow": {
+      // Three answers to carry: an info, undefined (not there) and null (ask stat).
+      const info = fsOf(m).statNow?.(m.path as string);
+      return { info: info ?? null, later: info === null };
+    }
     case "read": {
       const bytes = await fsOf(m).read(m.path as string, m.offset as number, m.length as number);
       return bytes ? encode(bytes) : null;
