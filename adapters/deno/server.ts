@@ -77,15 +77,21 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
   const cut = new AbortController();
   let inFlight = 0;
 
-  const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
+  // The access log is written when the response is done; without it (info off) a manifest
+  // answer, bytes already in memory, needs no completion tracking and no remote address.
+  const logging = logger.enabled?.("info") !== false;
+  const handler = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response> => {
     const started = performance.now();
-    inFlight++;
-    const url = new URL(request.url);
-    const path = url.pathname + url.search;
-    const remote = info.remoteAddr.hostname; // readable only while the request is open
+    const path = targetOf(request.url);
     // Manifest GET/HEAD as plain data (registry.ts `quick`): no router, no Response to unwrap.
-    // Deno has already parsed the URL, so the target is canonical whenever the route is.
+    // quick declines any target that is not canonical; fetch then gets the Request as it is.
     const quick = registry.quick({ method: request.method, target: path, header: (name) => request.headers.get(name) });
+    if (quick && !logging) return quick instanceof Promise ? quick.then(toResponse) : toResponse(quick);
+    return answer(request, info, path, started, quick);
+  };
+  const answer = async (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>, path: string, started: number, quick: ReturnType<Registry["quick"]>) => {
+    inFlight++;
+    const remote = info.remoteAddr.hostname; // readable only while the request is open
     const response = quick ? toResponse(await quick) : await registry.fetch(request);
     // A quick answer's body is bytes already in memory: nothing that can fail midway to guard.
     const body = !quick && response.body ? guard(response.body, path, logger, cut.signal) : undefined;
@@ -269,4 +275,10 @@ function guard(body: ReadableStream<Uint8Array>, path: string, logger: Logger, c
       return failed;
     },
   };
+}
+
+/** The request target (path and query) of a Request's absolute URL, as received. */
+function targetOf(url: string): string {
+  const slash = url.indexOf("/", url.indexOf("//") + 2);
+  return slash < 0 ? "/" : url.slice(slash);
 }
