@@ -57,9 +57,28 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     return new Response(response.body, { status: response.status, statusText: STATUS_CODES[response.status], headers: response.headers });
   });
   const inFlight = new Set<ServerResponse>();
+  // Without the access log (info off), a manifest answer computed at once is written and left:
+  // its bytes are in memory and go out with one writeHead/end, so there is nothing to follow.
+  const logging = logger.enabled?.("info") !== false;
+
+  const fail = (req: IncomingMessage, res: ServerResponse, err: unknown) => {
+    logger.error("response failed", { path: req.url, error: (err as Error)?.message ?? String(err) });
+    if (!res.headersSent) res.writeHead(500).end();
+    else res.destroy();
+  };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
+    // Manifest GET/HEAD: answered as plain data, without a Web Request and Response (registry.ts `quick`).
+    const quick = registry.quick({ method: req.method ?? "", target: req.url ?? "", header: (name) => headerOf(req, name) });
+    if (quick && !logging && !(quick instanceof Promise)) {
+      try {
+        sendAnswer(res, quick);
+      } catch (err) {
+        fail(req, res, err);
+      }
+      return;
+    }
     inFlight.add(res);
     // Set when the answer is written from plain data (writeHead's header object is not read back by getHeader).
     let contentLength: string | undefined;
@@ -76,24 +95,17 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
         aborted: !res.writableFinished,
       });
     });
-    const fail = (err: unknown) => {
-      logger.error("response failed", { path: req.url, error: (err as Error)?.message ?? String(err) });
-      if (!res.headersSent) res.writeHead(500).end();
-      else res.destroy();
-    };
-    // Manifest GET/HEAD: answered as plain data, without a Web Request and Response (registry.ts `quick`).
-    const quick = registry.quick({ method: req.method ?? "", target: req.url ?? "", header: (name) => headerOf(req, name) });
     if (quick) {
       const send = (answer: Answer) => {
         contentLength = answer.headers["Content-Length"];
         sendAnswer(res, answer);
       };
-      if (quick instanceof Promise) quick.then(send).catch(fail);
+      if (quick instanceof Promise) quick.then(send).catch((err) => fail(req, res, err));
       else {
         try {
           send(quick);
         } catch (err) {
-          fail(err);
+          fail(req, res, err);
         }
       }
       return;
@@ -101,7 +113,7 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     // Our own writer, not whatwg-node's: a body that fails resets the connection (see send.ts).
     Promise.resolve(adapter.handleNodeRequestAndResponse(req, res))
       .then((response) => sendResponse(req, res, response, logger))
-      .catch(fail);
+      .catch((err) => fail(req, res, err));
   };
   const { tlsCert, tlsKey, watchIntervalMs } = options;
   const tls = tlsCert && tlsKey ? await createTlsServer({ tlsCert, tlsKey, watchIntervalMs }, handle, logger) : undefined;
