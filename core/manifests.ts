@@ -75,8 +75,25 @@ function hitAnswer(hit: ManifestHit, method: string, reference: string, header: 
     "Docker-Content-Digest": record.digest,
     ETag: etag,
   };
-  return { status: 200, headers, body: method === "HEAD" ? null : record.bytes };
+  return { status: 200, headers, body: method === "HEAD" ? null : (asciiText(record.bytes) ?? record.bytes) };
 }
+
+/**
+ * A manifest's bytes as text when they are all ASCII (as good as every manifest), else `null`;
+ * computed once per manifest. Same bytes on the wire either way; given text, Node writes the
+ * status line, headers and body as one string in one `write`, where bytes take a gather write
+ * (about 3% of a manifest request's CPU in an A/B with a bare server).
+ */
+function asciiText(bytes: Uint8Array): string | null {
+  let text = asciiTexts.get(bytes);
+  if (text === undefined) {
+    text = bytes.every((b) => b < 0x80) ? asciiDecoder.decode(bytes) : null;
+    asciiTexts.set(bytes, text);
+  }
+  return text;
+}
+const asciiTexts = new WeakMap<Uint8Array, string | null>();
+const asciiDecoder = new TextDecoder();
 
 /**
  * The media types an Accept header lists (parameters and q-values ignored, as distribution

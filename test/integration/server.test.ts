@@ -107,6 +107,18 @@ describeRuntimes((runtime) => {
     expect((await get(`/v2/big/blobs/${l.digest}`)).status).toBe(404);
   });
 
+  it("serves a manifest's exact bytes, ASCII or not, on the first request and the cached ones", async () => {
+    const accented = image({ layers: [{ "e.txt": "e\n" }], annotations: { "org.opencontainers.image.title": "café – ünïcode ✓" } });
+    await archive("bytes.oci", [{ image: small, annotations: ref("ascii") }, { image: accented, annotations: ref("utf8") }]);
+    for (const [tag, img] of [["ascii", small], ["utf8", accented]] as const) {
+      for (let i = 0; i < 3; i++) {
+        const res = await get(`/v2/bytes/manifests/${tag}`);
+        expect(res.headers.get("content-length")).toBe(String(img.manifest.size));
+        expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(img.manifest.bytes)), `${tag} #${i}`).toBe(true);
+      }
+    }
+  });
+
   it("a <name>/<tag>.oci written beside a cached <name>.oci is served on the next request", async () => {
     await archive("beside.oci", [{ image: small, annotations: ref("latest") }]);
     for (let i = 0; i < 3; i++) expect((await get("/v2/beside/manifests/latest")).headers.get("docker-content-digest")).toBe(small.manifest.digest);

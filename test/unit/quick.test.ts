@@ -251,3 +251,23 @@ describe("quick answers a cached manifest without a promise", () => {
     for (let i = 0; i < 3; i++) expect((await same(locked, "GET", "/v2/app/manifests/v1", { ...accept, Authorization: basic("alice", "wonderland") })).now).toBe(false);
   });
 });
+
+describe("manifest bytes on the wire", () => {
+  it("are the stored bytes, ASCII (sent as text) or not (sent as bytes)", async () => {
+    const accented = image({ layers: [{ "e.txt": "e\n" }], annotations: { "org.opencontainers.image.title": "café – ünïcode ✓" } });
+    const r = memoryRegistry();
+    await r.put("app.oci", [{ image: one, annotations: ref("ascii") }, { image: accented, annotations: ref("utf8") }]);
+    for (const [tag, img] of [["ascii", one], ["utf8", accented]] as const) {
+      const target = `/v2/app/manifests/${tag}`;
+      await r.registry.quick(plain("GET", target, { Accept: ACCEPT_ALL }));
+      const answer = r.registry.quick(plain("GET", target, { Accept: ACCEPT_ALL })) as Answer;
+      expect(answer, "cached: answered at once").not.toBeInstanceOf(Promise);
+      expect(typeof answer.body, tag).toBe(tag === "ascii" ? "string" : "object");
+      const wire = typeof answer.body === "string" ? new TextEncoder().encode(answer.body) : (answer.body as Uint8Array);
+      expect(Buffer.from(wire).equals(Buffer.from(img.manifest.bytes)), tag).toBe(true);
+      expect(answer.headers["Content-Length"]).toBe(String(img.manifest.bytes.byteLength));
+      const fetched = new Uint8Array(await (await viaFetch(r, "GET", target, { Accept: ACCEPT_ALL })).arrayBuffer());
+      expect(Buffer.from(fetched).equals(Buffer.from(img.manifest.bytes)), `${tag} through fetch`).toBe(true);
+    }
+  });
+});
