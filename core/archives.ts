@@ -75,8 +75,15 @@ export function blobDigestOfPath(name: string): string | undefined {
   return m ? `${m[1]}:${m[2]}` : undefined;
 }
 
+/** One indexing per version of a file; `settled` once its promise has (what `openNow` answers). */
+interface StoreEntry {
+  info: FileInfo;
+  promise: Promise<OpenedArchive>;
+  settled?: OpenedArchive;
+}
+
 export class ArchiveStore {
-  private readonly entries = new Map<string, { info: FileInfo; promise: Promise<OpenedArchive>; settled?: OpenedArchive }>();
+  private readonly entries = new Map<string, StoreEntry>();
   private readonly options: ArchiveStoreOptions;
   private readonly limits: ArchiveLimits;
   /** Number of archive indexings started (for tests and metrics). */
@@ -101,7 +108,7 @@ export class ArchiveStore {
     }
     const cached = this.entries.get(path);
     if (cached && sameFile(cached.info, info)) return cached.promise;
-    const entry: { info: FileInfo; promise: Promise<OpenedArchive>; settled?: OpenedArchive } = { info, promise: this.index(path, info) };
+    const entry: StoreEntry = { info, promise: this.index(path, info) };
     entry.promise.then((archive) => void (entry.settled = archive), () => {});
     this.entries.set(path, entry);
     return entry.promise;
