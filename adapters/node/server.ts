@@ -67,16 +67,20 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     else res.destroy();
   };
 
+  const write = (req: IncomingMessage, res: ServerResponse, answer: Answer) => {
+    try {
+      sendAnswer(res, answer);
+    } catch (err) {
+      fail(req, res, err);
+    }
+  };
+
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     // Manifest GET/HEAD: answered as plain data, without a Web Request and Response (registry.ts `quick`).
     const quick = registry.quick({ method: req.method ?? "", target: req.url ?? "", header: (name) => headerOf(req, name) });
     if (quick && !logging && !(quick instanceof Promise)) {
-      try {
-        sendAnswer(res, quick);
-      } catch (err) {
-        fail(req, res, err);
-      }
+      write(req, res, quick);
       return;
     }
     inFlight.add(res);
@@ -98,16 +102,10 @@ export async function serve(options: ServerOptions, logger: Logger): Promise<Run
     if (quick) {
       const send = (answer: Answer) => {
         contentLength = answer.headers["Content-Length"];
-        sendAnswer(res, answer);
+        write(req, res, answer);
       };
       if (quick instanceof Promise) quick.then(send).catch((err) => fail(req, res, err));
-      else {
-        try {
-          send(quick);
-        } catch (err) {
-          fail(req, res, err);
-        }
-      }
+      else send(quick);
       return;
     }
     // Our own writer, not whatwg-node's: a body that fails resets the connection (see send.ts).
