@@ -87,15 +87,12 @@ function table(rows) {
 }
 
 /** The table of medians with ratios against nginx and distribution, and the targets. */
-export function renderReport(results) {
-  const servers = results.servers;
+/** One row per measurement: its label, each server's median, then each registry's ratios to nginx and distribution. */
+function metricRows(results) {
   const runtimes = results.registries ?? [];
-  const header = ["measurement (median)", ...servers];
-  for (const r of runtimes) header.push(`${r}/nginx`, `${r}/distr.`);
-  const rows = [header];
-  for (const metric of METRICS) {
+  return METRICS.map((metric) => {
     const med = results.metrics[metric.key]?.median ?? {};
-    const row = [metric.label, ...servers.map((s) => fmt(med[s] ?? null))];
+    const row = [metric.label, ...results.servers.map((s) => fmt(med[s] ?? null))];
     for (const r of runtimes) {
       for (const ref of REFERENCE_SERVERS) {
         const a = med[r];
@@ -103,8 +100,16 @@ export function renderReport(results) {
         row.push(a == null || b == null || b === 0 ? "" : `${fmt(a / b)}×`);
       }
     }
-    rows.push(row);
-  }
+    return row;
+  });
+}
+
+export function renderReport(results) {
+  const servers = results.servers;
+  const runtimes = results.registries ?? [];
+  const header = ["measurement (median)", ...servers];
+  for (const r of runtimes) header.push(`${r}/nginx`, `${r}/distr.`);
+  const rows = [header, ...metricRows(results)];
   const out = [];
   const load = results.loadAverageAtStart?.[0];
   if (load > 0.5) out.push(`note: 1-minute load average was ${load.toFixed(2)} at the start: other processes shared the CPUs, so absolute numbers are low; trials alternate, so ratios hold better.`, "");
@@ -140,18 +145,7 @@ export function renderMarkdown(results) {
   const header = ["measurement (median of trials)", ...servers];
   for (const r of runtimes) header.push(`${r} / nginx`, `${r} / distribution`);
   const lines = [`| ${header.join(" | ")} |`, `| ${header.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`];
-  for (const metric of METRICS) {
-    const med = results.metrics[metric.key]?.median ?? {};
-    const row = [metric.label, ...servers.map((s) => fmt(med[s] ?? null))];
-    for (const r of runtimes) {
-      for (const ref of REFERENCE_SERVERS) {
-        const a = med[r];
-        const b = med[ref];
-        row.push(a == null || b == null || b === 0 ? "" : `${fmt(a / b)}×`);
-      }
-    }
-    lines.push(`| ${row.join(" | ")} |`);
-  }
+  for (const row of metricRows(results)) lines.push(`| ${row.join(" | ")} |`);
   lines.push("");
   for (const t of results.targets) {
     const mark = t.met === null ? "n/a" : t.met ? "**met**" : "**not met**";
